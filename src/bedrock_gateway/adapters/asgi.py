@@ -1,0 +1,217 @@
+"""Serve a :class:`Gateway` as an ASGI application (uvicorn, hypercorn, FastAPI mounts...).
+
+The pipeline is synchronous; it runs in a thread pool. A streamed answer is pumped by one
+worker thread into a bounded buffer that the event loop drains, sending everything that has
+arrived in one ``http.response.body`` message — so a burst of small frames costs one send, not
+one thread hop per frame, and a slow client makes the producer wait instead of growing memory.
+When the client disconnects, the producer is told to stop, the upstream read is unblocked, and
+the response's close hooks run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bedrock_gateway.call import Response
+from bedrock_gateway.errors import GatewayError, PayloadTooLargeError, ValidationError
+from bedrock_gateway.pipeline import Gateway
+
+__all__ = ["ASGIApp"]
+
+log = logging.getLogger("bedrock_gateway.asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_HIGH_WATER = 1024 * 1024  # bytes buffered between producer thread and event loop
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class ASGIApp:
+    """``ASGIApp(gateway)`` is an ASGI 3 application serving the gateway over HTTP."""
+
+    def __init__(self, gateway: Gateway, *, max_workers: int = 128) -> None:
+        self.gateway = gateway
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bgw")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websockets are not part of Bedrock's protocol
+        try:
+            body = await self._read_body(scope, receive)
+        except GatewayError as exc:
+            await _send_buffered(send, Response.from_error(exc))
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        try:
+            path = raw_path.decode("ascii")
+            query = scope.get("query_string", b"").decode("ascii")
+        except UnicodeDecodeError:
+            await _send_buffered(send, Response.from_error(ValidationError(
+                "The request path is not valid.")))
+            return
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        loop = asyncio.get_running_loop()
+        response = await loop.run_in_executor(
+            self._executor, self.gateway.handle, scope["method"], path, query, headers, body
+        )
+        if response.is_stream:
+            await self._stream(response, receive, send)
+        else:
+            try:
+                await _send_buffered(send, response)
+            finally:
+                response.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.gateway.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise ValidationError("Content-Length is not a number.") from None
+                if declared > limit:
+                    raise PayloadTooLargeError(
+                        f"The request body exceeds the gateway limit of {limit} bytes."
+                    )
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ValidationError("The client disconnected before sending its body.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"The request body exceeds the gateway limit of {limit} bytes."
+                )
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+    async def _stream(self, response: Response, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        pump = _Pump(loop)
+        producer = loop.run_in_executor(self._executor, pump.produce, response)
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": _encode_headers(response.headers)})
+            while True:
+                getter = asyncio.ensure_future(pump.take())
+                done, _ = await asyncio.wait({getter, watcher},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    raise _Disconnected
+                data, finished = getter.result()
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                if finished:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+        except (_Disconnected, OSError):
+            log.info("client disconnected mid-stream; closing upstream")
+        finally:
+            watcher.cancel()
+            pump.cancel(response)
+            await producer
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class _Pump:
+    """Moves chunks from a producer thread to the event loop with bounded buffering."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._done = False
+        self._cancelled = False
+        self._cond = threading.Condition()
+        self._ready = asyncio.Event()
+
+    def produce(self, response: Response) -> None:
+        chunks = response.chunks()
+        try:
+            for chunk in chunks:
+                with self._cond:
+                    while self._size >= _HIGH_WATER and not self._cancelled:
+                        self._cond.wait()
+                    if self._cancelled:
+                        break
+                    wake = not self._chunks
+                    self._chunks.append(chunk)
+                    self._size += len(chunk)
+                if wake:
+                    self._loop.call_soon_threadsafe(self._ready.set)
+        finally:
+            chunks.close()  # runs the response's close hooks
+            with self._cond:
+                self._done = True
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def take(self) -> tuple[bytes, bool]:
+        while True:
+            with self._cond:
+                if self._chunks or self._done:
+                    data = b"".join(self._chunks)
+                    self._chunks.clear()
+                    self._size = 0
+                    self._ready.clear()
+                    self._cond.notify()
+                    return data, self._done
+                self._ready.clear()
+            await self._ready.wait()
+
+    def cancel(self, response: Response) -> None:
+        with self._cond:
+            if self._done:
+                return
+            self._cancelled = True
+            self._cond.notify()
+        response.abort()
+
+
+async def _send_buffered(send: Send, response: Response) -> None:
+    headers = _encode_headers(response.headers)
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body, "more_body": False})
+
+
+def _encode_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+            if k != "content-length"]

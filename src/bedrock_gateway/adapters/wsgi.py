@@ -1,0 +1,111 @@
+"""Serve a :class:`Gateway` as a WSGI application (Flask, Django, gunicorn, wsgiref...).
+
+Streams are returned as an iterable of frame bytes; the server's ``close()`` call (made when
+the body is done or the client went away) closes the upstream stream and runs the close hooks.
+The raw, still percent-encoded path comes from ``RAW_URI``/``REQUEST_URI`` when the server
+provides one (gunicorn, uWSGI, werkzeug); otherwise ``PATH_INFO`` is re-encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+from bedrock_gateway.call import Response
+from bedrock_gateway.errors import GatewayError, PayloadTooLargeError, ValidationError
+from bedrock_gateway.pipeline import Gateway
+
+__all__ = ["WSGIApp"]
+
+StartResponse = Callable[..., Any]
+
+
+class _Body:
+    """The WSGI response iterable: yields the body, and ``close()`` always releases it."""
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+        self._chunks = response.chunks()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()
+        self._response.close()
+
+
+class WSGIApp:
+    """``WSGIApp(gateway)`` is a WSGI application serving the gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            body = self._read_body(environ)
+            path, query = _raw_target(environ)
+        except GatewayError as exc:
+            response = Response.from_error(exc)
+        else:
+            headers = [
+                (key[5:].replace("_", "-").lower(), value)
+                for key, value in environ.items()
+                if key.startswith("HTTP_")
+            ]
+            if environ.get("CONTENT_TYPE"):
+                headers.append(("content-type", environ["CONTENT_TYPE"]))
+            response = self.gateway.handle(environ["REQUEST_METHOD"], path, query, headers, body)
+        status = f"{response.status} {_reason(response.status)}"
+        header_list = [(k, v) for k, v in response.headers.items() if k != "content-length"]
+        if not response.is_stream:
+            header_list.append(("content-length", str(len(response.body))))
+        start_response(status, header_list)
+        return _Body(response)
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        limit = self.gateway.max_body_bytes
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        stream = environ["wsgi.input"]
+        if length_text:
+            try:
+                length = int(length_text)
+            except ValueError:
+                raise ValidationError("Content-Length is not a number.") from None
+            if length > limit:
+                raise PayloadTooLargeError(
+                    f"The request body exceeds the gateway limit of {limit} bytes."
+                )
+            return bytes(stream.read(length)) if length else b""
+        if environ.get("HTTP_TRANSFER_ENCODING", "").lower() != "chunked":
+            return b""
+        data = bytes(stream.read(limit + 1))  # servers de-chunk; read at most limit + 1
+        if len(data) > limit:
+            raise PayloadTooLargeError(
+                f"The request body exceeds the gateway limit of {limit} bytes."
+            )
+        return data
+
+
+def _raw_target(environ: dict[str, Any]) -> tuple[str, str]:
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        path, _, query = str(raw).partition("?")
+        if "://" in path:  # absolute-form request target
+            raise ValidationError("Absolute request targets are not accepted.")
+        return path, query
+    try:
+        # PEP 3333: PATH_INFO is bytes decoded as latin-1; recover them, then re-encode.
+        path_bytes = environ.get("PATH_INFO", "").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValidationError("The request path is not valid.") from None
+    return quote(path_bytes, safe="/-._~!$&'()*+,;=:@"), environ.get("QUERY_STRING", "")
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

@@ -1,0 +1,158 @@
+"""The request and response shapes every block of the pipeline works on."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bedrock_gateway.errors import GatewayError, StreamError
+from bedrock_gateway.eventstream import Frame
+from bedrock_gateway.operations import Operation
+
+__all__ = ["Call", "Principal", "Response"]
+
+log = logging.getLogger("bedrock_gateway")
+
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the result of authentication."""
+
+    subject: str
+    tenant: str | None = None
+    groups: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def anonymous(cls) -> Principal:
+        return cls(subject="anonymous")
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the pipeline.
+
+    ``raw_path`` and ``query`` are what the client sent; ``params`` are the decoded path
+    parameters (``modelId``, ...). Policies may change ``params``, ``headers`` and ``body``;
+    the upstream path is always rebuilt from ``params`` (:attr:`upstream_path`).
+    """
+
+    method: str
+    raw_path: str
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    operation: Operation
+    params: dict[str, str]
+    principal: Principal | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str | None:
+        return self.params.get("modelId")
+
+    @property
+    def upstream_path(self) -> str:
+        return self.operation.path(self.params)
+
+
+class Response:
+    """Status, headers and either a bytes body or a stream of event-stream frames.
+
+    Close hooks registered with :meth:`on_close` run exactly once, whatever happens: after a
+    buffered body is sent, when a stream ends, fails, or when the client goes away
+    (:meth:`close`). Streams are consumed through :meth:`chunks`, which never raises: an
+    error after the stream started becomes an exception frame at a frame boundary.
+    """
+
+    __slots__ = ("_aborts", "_closed", "_hooks", "_lock", "body", "frames", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        frames: Iterator[Frame] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers if headers is not None else {}
+        self.body = body
+        self.frames = frames
+        self._hooks: list[Callable[[], None]] = []
+        self._aborts: list[Callable[[], None]] = []
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_error(cls, error: GatewayError) -> Response:
+        return cls(error.status, error.headers(), error.body())
+
+    @property
+    def is_stream(self) -> bool:
+        return self.frames is not None
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once when the response is finished with (success, error or abort)."""
+        self._hooks.append(hook)
+
+    def on_abort(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` (from any thread) to unblock a producer when the client goes away."""
+        self._aborts.append(hook)
+
+    def map_frames(self, fn: Callable[[Iterator[Frame]], Iterator[Frame]]) -> None:
+        """Wrap the frame stream (a filter, a usage meter). No-op for buffered responses."""
+        if self.frames is not None:
+            self.frames = fn(self.frames)
+
+    def abort(self) -> None:
+        """The client went away: unblock whoever is producing frames. Thread-safe."""
+        for hook in self._aborts:
+            try:
+                hook()
+            except Exception:
+                log.exception("abort hook failed")
+
+    def close(self) -> None:
+        """Release the stream and run the close hooks, once."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        frames, self.frames = self.frames, None
+        close = getattr(frames, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("closing the response stream failed")
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("close hook failed")
+
+    def chunks(self) -> Generator[bytes, None, None]:
+        """The body as wire bytes; closes the response when done. Never raises mid-stream."""
+        try:
+            if self.frames is None:
+                if self.body:
+                    yield self.body
+                return
+            frames = self.frames
+            try:
+                for frame in frames:
+                    yield frame.raw
+            except GatewayError as exc:
+                log.warning("stream ended with %s: %s", exc.code, exc.message)
+                yield exc.to_frame()
+            except Exception:
+                log.exception("unexpected error inside a stream")
+                yield StreamError("The stream failed inside the gateway.").to_frame()
+        finally:
+            self.close()

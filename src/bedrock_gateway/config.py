@@ -1,0 +1,142 @@
+"""The TOML configuration, validated by pydantic, and the gateway it builds.
+
+Unknown keys are errors (a typo must not silently disable a policy), and every error names
+its key path (``upstream.read_timeout_s: Input should be greater than 0``). Secrets never live
+in the file: credentials come from the standard AWS chain, keys from ``*_env`` variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway
+
+__all__ = ["ConfigError", "GatewayConfig", "build_gateway", "load_config"]
+
+log = logging.getLogger("bedrock_gateway")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``errors`` lists ``(key path, message)`` pairs."""
+
+    def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.errors = errors
+        lines = "\n".join(f"  {path}: {msg}" for path, msg in errors)
+        super().__init__(f"invalid configuration in {source}:\n{lines}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(_Section):
+    max_body_bytes: Annotated[int, Field(gt=0, le=1024**3)] = DEFAULT_MAX_BODY_BYTES
+    worker_threads: Annotated[int, Field(gt=0, le=4096)] = 128
+
+
+class UpstreamSection(_Section):
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")] = "us-east-1"
+    endpoint_url: str | None = None
+    connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.05
+    read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    backoff_base_s: Annotated[float, Field(ge=0, le=60)] = 0.25
+    backoff_max_s: Annotated[float, Field(ge=0, le=300)] = 8.0
+    max_connections: Annotated[int, Field(ge=1, le=4096)] = 128
+    profile: str | None = None  # a named AWS profile; default: the standard chain
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local fake)")
+        return value
+
+
+class AuthSection(_Section):
+    anonymous: bool = False
+
+
+class GatewayConfig(_Section):
+    """The whole file. Sections: ``[gateway]``, ``[upstream]``, ``[auth]``."""
+
+    gateway: GatewaySection = GatewaySection()
+    upstream: UpstreamSection = UpstreamSection()
+    auth: AuthSection = AuthSection()
+
+    @model_validator(mode="after")
+    def _require_auth_decision(self) -> GatewayConfig:
+        if not self.auth.anonymous:
+            raise ValueError(
+                "no authorizer is configured: set [auth] anonymous = true to accept"
+                " unauthenticated calls explicitly"
+            )
+        return self
+
+
+def _errors(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append((path, msg))
+    return out
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _errors(exc)) from None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a TOML file; raises :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [("(syntax)", str(exc))]) from None
+    return parse_config(data, str(path))
+
+
+def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
+    """Assemble the :class:`Gateway` a configuration describes."""
+    from bedrock_gateway.forward import SigV4Forwarder
+
+    up = config.upstream
+    session = None
+    if up.profile:
+        import boto3
+
+        session = boto3.Session(profile_name=up.profile)
+    options: dict[str, Any] = {
+        "region": up.region,
+        "endpoint_url": up.endpoint_url,
+        "session": session,
+        "connect_timeout": up.connect_timeout_s,
+        "read_timeout": up.read_timeout_s,
+        "max_attempts": up.max_attempts,
+        "backoff_base": up.backoff_base_s,
+        "backoff_max": up.backoff_max_s,
+        "max_connections": up.max_connections,
+    }
+    options.update(forwarder_overrides)
+    if config.auth.anonymous:
+        log.warning(
+            "SECURITY: [auth] anonymous = true - the gateway accepts unauthenticated calls and"
+            " every caller may use every model the gateway's own AWS identity can"
+        )
+    return Gateway(
+        SigV4Forwarder(**options),
+        anonymous=config.auth.anonymous,
+        max_body_bytes=config.gateway.max_body_bytes,
+    )

@@ -1,0 +1,137 @@
+"""Every error the gateway raises, each rendered the way Bedrock renders its own.
+
+A client sees these exactly like errors from Bedrock: the ``x-amzn-ErrorType`` header names
+the code, the JSON body carries ``{"message": ...}`` and the HTTP status matches, so botocore
+raises the typed exception (``client.exceptions.ThrottlingException`` and so on). Inside an
+event stream that has started, the same error becomes an exception frame written at a frame
+boundary (:meth:`GatewayError.to_frame`).
+
+The tree::
+
+    GatewayError                      500 InternalServerException (base; also "unexpected")
+    ├── ValidationError               400 ValidationException
+    │   └── PayloadTooLargeError      413 ValidationException
+    ├── UnknownOperationError         404 UnknownOperationException
+    ├── ResourceNotFoundError         404 ResourceNotFoundException
+    ├── AuthenticationError           403 UnrecognizedClientException
+    ├── AccessDeniedError             403 AccessDeniedException
+    ├── ThrottlingError               429 ThrottlingException
+    ├── ServiceQuotaExceededError     400 ServiceQuotaExceededException
+    ├── ModelTimeoutError             408 ModelTimeoutException
+    ├── ServiceUnavailableError       503 ServiceUnavailableException
+    │   └── UpstreamUnavailableError  503 ServiceUnavailableException (upstream unreachable)
+    └── StreamError                   424 ModelStreamErrorException (only ever inside a stream)
+
+Messages are written for the caller: they never contain credentials, matched secrets or
+internal detail. The cause (``raise ... from exc``) stays in the server log.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from bedrock_gateway.eventstream import exception_frame
+
+__all__ = [
+    "AccessDeniedError",
+    "AuthenticationError",
+    "GatewayError",
+    "ModelTimeoutError",
+    "PayloadTooLargeError",
+    "ResourceNotFoundError",
+    "ServiceQuotaExceededError",
+    "ServiceUnavailableError",
+    "StreamError",
+    "ThrottlingError",
+    "UnknownOperationError",
+    "UpstreamUnavailableError",
+    "ValidationError",
+]
+
+
+class GatewayError(Exception):
+    """Base of the tree. Raised as-is, it is a 500 ``InternalServerException``."""
+
+    status: int = 500
+    code: str = "InternalServerException"
+
+    def __init__(self, message: str = "The gateway could not complete the request.") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def headers(self) -> dict[str, str]:
+        """Response headers of the Bedrock-shaped error (a fresh request id each time)."""
+        return {
+            "content-type": "application/json",
+            "x-amzn-errortype": f"{self.code}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            "x-amzn-requestid": str(uuid.uuid4()),
+        }
+
+    def body(self) -> bytes:
+        return json.dumps({"message": self.message}).encode()
+
+    def to_frame(self) -> bytes:
+        """The modelled exception frame for this error, for a stream that has started."""
+        member = self.code[0].lower() + self.code[1:]
+        return exception_frame(member, self.message)
+
+
+class ValidationError(GatewayError):
+    status = 400
+    code = "ValidationException"
+
+
+class PayloadTooLargeError(ValidationError):
+    status = 413
+
+
+class UnknownOperationError(GatewayError):
+    status = 404
+    code = "UnknownOperationException"
+
+
+class ResourceNotFoundError(GatewayError):
+    status = 404
+    code = "ResourceNotFoundException"
+
+
+class AuthenticationError(GatewayError):
+    status = 403
+    code = "UnrecognizedClientException"
+
+
+class AccessDeniedError(GatewayError):
+    status = 403
+    code = "AccessDeniedException"
+
+
+class ThrottlingError(GatewayError):
+    status = 429
+    code = "ThrottlingException"
+
+
+class ServiceQuotaExceededError(GatewayError):
+    status = 400
+    code = "ServiceQuotaExceededException"
+
+
+class ModelTimeoutError(GatewayError):
+    status = 408
+    code = "ModelTimeoutException"
+
+
+class ServiceUnavailableError(GatewayError):
+    status = 503
+    code = "ServiceUnavailableException"
+
+
+class UpstreamUnavailableError(ServiceUnavailableError):
+    """The upstream could not be reached (or kept failing) within the retry budget."""
+
+
+class StreamError(GatewayError):
+    """A failure after the stream started; written as ``modelStreamErrorException``."""
+
+    status = 424
+    code = "ModelStreamErrorException"

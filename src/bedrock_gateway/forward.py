@@ -1,0 +1,212 @@
+"""The terminal step of the pipeline: re-sign the call and send it to Bedrock.
+
+:class:`SigV4Forwarder` keeps only the headers Bedrock needs (``Content-Type``, ``Accept``,
+``X-Amzn-Bedrock-*``), signs the request with the gateway's own AWS identity
+(``botocore.auth.SigV4Auth``, signing name ``bedrock``), sends it over a pooled urllib3
+connection to the host built from configuration, and streams event-stream answers back frame
+by frame without buffering them.
+
+Retries (tenacity, jittered exponential backoff, attempt cap) cover throttling,
+``ModelNotReadyException``, 5xx and connection failures, and all happen before the response
+is handed to the pipeline — that is, before any byte reaches the client. A failure after the
+stream started becomes an exception frame (see :meth:`Response.chunks`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from urllib3.exceptions import (
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+
+from bedrock_gateway.call import EVENT_STREAM, Call, Response
+from bedrock_gateway.errors import (
+    GatewayError,
+    ModelTimeoutError,
+    StreamError,
+    UpstreamUnavailableError,
+)
+from bedrock_gateway.eventstream import EventStreamDecoder, EventStreamError, Frame
+
+__all__ = ["RETRYABLE_STATUSES", "SigV4Forwarder"]
+
+log = logging.getLogger("bedrock_gateway.forward")
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_FORWARD_HEADERS = frozenset({"content-type", "accept", "content-encoding"})
+_DROP_RESPONSE_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server",
+     "proxy-authenticate", "trailer", "upgrade", "te"}
+)
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+_READ_SIZE = 64 * 1024
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class SigV4Forwarder:
+    """Forward calls to Bedrock Runtime, re-signed with the gateway's AWS credentials.
+
+    ``credentials`` is any botocore credentials object (``botocore.credentials.Credentials``
+    or a refreshable one); when omitted, the standard AWS chain is resolved on first use
+    (``session`` — a boto3 or botocore session — if given). ``sleep`` is injectable so
+    tests never wait for backoff.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        endpoint_url: str | None = None,
+        credentials: Any = None,
+        session: Any = None,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 120.0,
+        max_attempts: int = 3,
+        backoff_base: float = 0.25,
+        backoff_max: float = 8.0,
+        max_connections: int = 128,
+        sleep: Callable[[float], None] = time.sleep,
+        signing_name: str = "bedrock",
+    ) -> None:
+        if not _REGION.match(region):
+            raise ValueError(f"not an AWS region name: {region!r}")
+        url = endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com"
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint_url must be an http(s) URL: {url!r}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("endpoint_url must not carry a path, query or fragment")
+        self.region = region
+        self.endpoint_url = f"{parts.scheme}://{parts.netloc}"
+        self.signing_name = signing_name
+        self.max_attempts = max(1, max_attempts)
+        self._credentials = credentials
+        self._session = session
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=max_connections, block=False)
+        self._retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=backoff_base, max=backoff_max),
+            retry=retry_if_exception_type((_RetryableStatus, NewConnectionError, ProtocolError)),
+            sleep=sleep,
+        )
+
+    # -- credentials -------------------------------------------------------------------
+
+    def _frozen_credentials(self) -> Any:
+        if self._credentials is None:
+            if self._session is not None:
+                self._credentials = self._session.get_credentials()
+            else:
+                import botocore.session
+
+                self._credentials = botocore.session.get_session().get_credentials()
+            if self._credentials is None:
+                log.error("no AWS credentials found for the upstream (standard chain)")
+                raise GatewayError("The gateway has no upstream credentials configured.")
+        return self._credentials.get_frozen_credentials()
+
+    # -- one attempt -------------------------------------------------------------------
+
+    def _sign(self, call: Call, url: str) -> dict[str, str]:
+        headers = {
+            k: v for k, v in call.headers.items()
+            if k in _FORWARD_HEADERS or k.startswith("x-amzn-bedrock-")
+        }
+        request = AWSRequest(call.method, url, data=call.body, headers=headers)
+        SigV4Auth(self._frozen_credentials(), self.signing_name, self.region).add_auth(request)
+        return dict(request.headers.items())
+
+    def _attempt(self, call: Call, url: str) -> Response:
+        headers = self._sign(call, url)
+        raw = self._pool.urlopen(
+            call.method, url, body=call.body or None, headers=headers,
+            preload_content=False, decode_content=False, retries=False, redirect=False,
+            timeout=self._timeout, assert_same_host=False,
+        )
+        resp_headers = {
+            k.lower(): v for k, v in raw.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS
+        }
+        streaming = raw.status == 200 and resp_headers.get("content-type", "").startswith(
+            EVENT_STREAM
+        )
+        if streaming:
+            response = Response(raw.status, resp_headers, frames=_frames(raw))
+            response.on_abort(lambda: _shutdown(raw))
+            return response
+        try:
+            body = raw.read(decode_content=False)
+        finally:
+            raw.release_conn()
+        response = Response(raw.status, resp_headers, body)
+        if raw.status in RETRYABLE_STATUSES:
+            raise _RetryableStatus(response)
+        return response
+
+    # -- the handler -------------------------------------------------------------------
+
+    def __call__(self, call: Call) -> Response:
+        url = self.endpoint_url + call.upstream_path + (f"?{call.query}" if call.query else "")
+        try:
+            return self._retrying(self._attempt, call, url)
+        except RetryError as exc:  # attempts exhausted
+            last = exc.last_attempt.exception()
+            if isinstance(last, _RetryableStatus):
+                return last.response  # Bedrock's own error, passed through unchanged
+            raise UpstreamUnavailableError("The model endpoint could not be reached.") from last
+        except ReadTimeoutError as exc:
+            raise ModelTimeoutError("The model did not answer in time.") from exc
+        except HTTPError as exc:
+            raise UpstreamUnavailableError("The model endpoint could not be reached.") from exc
+
+    def close(self) -> None:
+        """Close pooled upstream connections."""
+        self._pool.clear()
+
+
+def _shutdown(raw: urllib3.BaseHTTPResponse) -> None:
+    try:
+        raw.shutdown()
+    except (RuntimeError, ValueError, OSError):
+        pass  # already released or closed
+
+
+def _frames(raw: urllib3.BaseHTTPResponse) -> Iterator[Frame]:
+    decoder = EventStreamDecoder()
+    complete = False
+    try:
+        while data := raw.read1(_READ_SIZE, decode_content=False):
+            yield from decoder.feed(data)
+        decoder.finish()
+        complete = True
+    except (HTTPError, OSError) as exc:
+        raise StreamError("The model stream was interrupted.") from exc
+    except EventStreamError as exc:
+        raise StreamError("The model sent a malformed event stream.") from exc
+    finally:
+        if not complete:
+            raw.close()  # never hand a half-read connection back to the pool
+        raw.release_conn()

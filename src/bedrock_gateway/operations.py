@@ -1,0 +1,145 @@
+"""The bedrock-runtime operation table and the router that maps a raw request onto it.
+
+Routing works on the *raw* (still percent-encoded) path, segment by segment, so a model id
+such as ``arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic...`` (sent as
+one segment with ``%3A`` and ``%2F``) survives intact. Each path parameter is decoded once,
+validated against what Bedrock accepts, and the upstream path is rebuilt from the decoded
+values with the exact encoding botocore uses — so what reaches Bedrock is canonical whatever
+a hostile client sent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from bedrock_gateway.errors import UnknownOperationError, ValidationError
+
+__all__ = ["OPERATIONS", "Operation", "Route", "route"]
+
+# Characters a client may send raw inside one path segment (RFC 3986 pchar, minus nothing).
+_SEGMENT_OK = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*$")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+\-]{0,2047}$")
+_GUARDRAIL_ID = re.compile(
+    r"^(?:[a-z0-9]+|arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+)$"
+)
+_GUARDRAIL_VERSION = re.compile(r"^(?:[1-9][0-9]{0,7}|DRAFT)$")
+_INVOCATION_ARN = re.compile(
+    r"^arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:async-invoke/[a-z0-9]{12}$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One Bedrock operation: how it looks on the wire and how it answers."""
+
+    name: str
+    method: str
+    template: tuple[str, ...]  # path segments; "{name}" marks a parameter
+    streaming: bool = False  # answers with application/vnd.amazon.eventstream
+    query: bool = False  # accepts a query string
+    service: str = "bedrock-runtime"
+    supported: bool = True
+
+    def path(self, params: dict[str, str]) -> str:
+        """The canonical upstream path for these (decoded) parameters, encoded as botocore does."""
+        out = []
+        for seg in self.template:
+            if seg.startswith("{"):
+                out.append(quote(params[seg[1:-1]], safe="-._~"))
+            else:
+                out.append(seg)
+        return "/" + "/".join(out)
+
+
+def _op(name: str, method: str, path: str, *, streaming: bool = False, query: bool = False,
+        supported: bool = True) -> Operation:
+    template = tuple(path.strip("/").split("/"))
+    return Operation(name, method, template, streaming=streaming, query=query, supported=supported)
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    _op("InvokeModel", "POST", "/model/{modelId}/invoke"),
+    _op("InvokeModelWithResponseStream", "POST", "/model/{modelId}/invoke-with-response-stream",
+        streaming=True),
+    _op("Converse", "POST", "/model/{modelId}/converse"),
+    _op("ConverseStream", "POST", "/model/{modelId}/converse-stream", streaming=True),
+    _op("CountTokens", "POST", "/model/{modelId}/count-tokens"),
+    _op("ApplyGuardrail", "POST",
+        "/guardrail/{guardrailIdentifier}/version/{guardrailVersion}/apply"),
+    _op("InvokeGuardrailChecks", "POST", "/guardrail-checks/invoke"),
+    _op("StartAsyncInvoke", "POST", "/async-invoke"),
+    _op("ListAsyncInvokes", "GET", "/async-invoke", query=True),
+    _op("GetAsyncInvoke", "GET", "/async-invoke/{invocationArn}"),
+    # HTTP/2 bidirectional streaming: recognized so it gets a clear answer, never forwarded.
+    _op("InvokeModelWithBidirectionalStream", "POST",
+        "/model/{modelId}/invoke-with-bidirectional-stream", streaming=True, supported=False),
+)
+
+_VALIDATORS = {
+    "modelId": _MODEL_ID,
+    "guardrailIdentifier": _GUARDRAIL_ID,
+    "guardrailVersion": _GUARDRAIL_VERSION,
+    "invocationArn": _INVOCATION_ARN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    operation: Operation
+    params: dict[str, str]
+
+
+def _decode_param(name: str, raw: str) -> str:
+    try:
+        value = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise ValidationError(f"The {name} in the path is not valid UTF-8.") from None
+    if not _VALIDATORS[name].match(value) or (
+        name == "modelId" and any(part in ("", ".", "..") for part in value.split("/"))
+    ):
+        raise ValidationError(f"The provided {name} is not valid.")
+    return value
+
+
+def route(method: str, raw_path: str, query: str = "") -> Route:
+    """Map ``method`` + raw path onto an operation, or raise a Bedrock-shaped error.
+
+    Raises :class:`UnknownOperationError` for paths no operation has and
+    :class:`ValidationError` for malformed segments or parameter values.
+    """
+    if not raw_path.startswith("/"):
+        raise UnknownOperationError("The requested operation is not recognized.")
+    segments = raw_path[1:].split("/")
+    for seg in segments:
+        if not _SEGMENT_OK.match(seg):
+            raise ValidationError("The request path contains characters that are not allowed.")
+    path_matched = False
+    for op in OPERATIONS:
+        if len(op.template) != len(segments):
+            continue
+        raw_params: dict[str, str] = {}
+        for tmpl, seg in zip(op.template, segments, strict=True):
+            if tmpl.startswith("{"):
+                if not seg:
+                    break
+                raw_params[tmpl[1:-1]] = seg
+            elif tmpl != seg:
+                break
+        else:
+            path_matched = True
+            if op.method != method:
+                continue
+            if not op.supported:
+                raise ValidationError(
+                    f"{op.name} needs HTTP/2 bidirectional streaming, which this gateway does not"
+                    " offer."
+                )
+            if query and not op.query:
+                raise ValidationError(f"{op.name} does not take query parameters.")
+            params = {k: _decode_param(k, v) for k, v in raw_params.items()}
+            return Route(op, params)
+    if path_matched:
+        raise UnknownOperationError(f"Method {method} is not allowed on this path.")
+    raise UnknownOperationError("The requested operation is not recognized.")

@@ -1,0 +1,121 @@
+"""The middleware chain and the :class:`Gateway` that runs it.
+
+``Middleware = Callable[[Call, Next], Response]``: a middleware may inspect or rewrite the
+call, raise a :class:`GatewayError` to refuse it, return its own :class:`Response`, or wrap
+the response it gets from ``next_`` (streams included, via :meth:`Response.map_frames`). The
+innermost handler is the forwarder. The chain is composed once, at construction; no
+per-request state lives on middleware objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from bedrock_gateway.call import Call, Principal, Response
+from bedrock_gateway.errors import GatewayError, PayloadTooLargeError
+from bedrock_gateway.operations import route
+
+if TYPE_CHECKING:
+    from bedrock_gateway.config import GatewayConfig
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "Gateway", "Handler", "Middleware", "Next"]
+
+log = logging.getLogger("bedrock_gateway")
+
+DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+
+Next = Callable[[Call], Response]
+Handler = Callable[[Call], Response]
+
+
+class Middleware(Protocol):
+    def __call__(self, call: Call, next_: Next, /) -> Response: ...
+
+
+def _link(middleware: Middleware, next_: Next) -> Next:
+    def step(call: Call) -> Response:
+        return middleware(call, next_)
+
+    return step
+
+
+def _anonymous(call: Call, next_: Next) -> Response:
+    if call.principal is None:
+        call.principal = Principal.anonymous()
+    return next_(call)
+
+
+class Gateway:
+    """Routes a raw HTTP request, runs the middleware chain, and never lets an error escape.
+
+    ``handler`` is the terminal step (normally a :class:`SigV4Forwarder`). ``middleware`` runs
+    outermost first. With ``anonymous=True`` calls that no authenticator claimed run as
+    :meth:`Principal.anonymous`; without it (and with no authenticator in the chain) a
+    principal is never set, which later policies treat as unauthenticated.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        middleware: Sequence[Middleware] = (),
+        *,
+        anonymous: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.handler = handler
+        self.middleware = tuple(middleware)
+        self.anonymous = anonymous
+        self.max_body_bytes = max_body_bytes
+        chain: Next = handler
+        stack: list[Middleware] = list(self.middleware)
+        if anonymous:
+            stack.append(_anonymous)
+        for mw in reversed(stack):
+            chain = _link(mw, chain)
+        self._chain = chain
+
+    @classmethod
+    def from_config(cls, source: str | Path | GatewayConfig) -> Gateway:
+        """Build the gateway a TOML file (or a loaded :class:`GatewayConfig`) describes."""
+        from bedrock_gateway.config import build_gateway, load_config
+
+        config = source if not isinstance(source, str | Path) else load_config(source)
+        return build_gateway(config)
+
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        query: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+    ) -> Response:
+        """Serve one request. Always returns a response; errors become Bedrock-shaped ones."""
+        try:
+            if len(body) > self.max_body_bytes:
+                raise PayloadTooLargeError(
+                    f"The request body exceeds the gateway limit of {self.max_body_bytes} bytes."
+                )
+            r = route(method, raw_path, query)
+            hdrs = _lower_headers(headers)
+            call = Call(method, raw_path, query, hdrs, body, r.operation, r.params)
+            return self._chain(call)
+        except GatewayError as exc:
+            if exc.status >= 500:
+                log.warning("%s %s -> %s: %s", method, raw_path[:200], exc.code, exc.message)
+            return Response.from_error(exc)
+        except Exception:
+            log.exception("unhandled error serving %s %s", method, raw_path[:200])
+            return Response.from_error(GatewayError())
+
+
+def _lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
