@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bedrock_gateway.errors import GatewayError, StreamError
+from bedrock_gateway.errors import GatewayError, StreamError, ValidationError
 from bedrock_gateway.eventstream import Frame
 from bedrock_gateway.operations import Operation
 
@@ -17,6 +18,7 @@ __all__ = ["Call", "Principal", "Response"]
 log = logging.getLogger("bedrock_gateway")
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
+_JSON_KEY = "bedrock_gateway.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +29,7 @@ class Principal:
     tenant: str | None = None
     groups: frozenset[str] = frozenset()
     scopes: frozenset[str] = frozenset()
-    claims: Mapping[str, Any] = field(default_factory=dict)
+    claims: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod
     def anonymous(cls) -> Principal:
@@ -60,6 +62,36 @@ class Call:
     @property
     def upstream_path(self) -> str:
         return self.operation.path(self.params)
+
+    @property
+    def is_json(self) -> bool:
+        """Whether the body is JSON (always for Converse & co, by Content-Type for InvokeModel)."""
+        if self.operation.json_body:
+            return True
+        ctype = self.headers.get("content-type", "application/json")
+        return self.method == "POST" and ctype.split(";")[0].strip().lower() == "application/json"
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object, parsed once and shared by every policy.
+
+        Raises :class:`ValidationError` when the body is not a JSON object. A policy that
+        rewrites the body sets ``call.body`` and calls :meth:`set_json`.
+        """
+        cached = self.attrs.get(_JSON_KEY)
+        if cached is None:
+            try:
+                cached = json.loads(self.body) if self.body else None
+            except ValueError:  # also UnicodeDecodeError
+                raise ValidationError("The request body is not valid JSON.") from None
+            if not isinstance(cached, dict):
+                raise ValidationError("The request body must be a JSON object.")
+            self.attrs[_JSON_KEY] = cached
+        return cached  # type: ignore[no-any-return]
+
+    def set_json(self, document: dict[str, Any]) -> None:
+        """Replace the body with ``document`` (compact JSON) and keep the parsed copy."""
+        self.body = json.dumps(document, separators=(",", ":")).encode()
+        self.attrs[_JSON_KEY] = document
 
 
 class Response:

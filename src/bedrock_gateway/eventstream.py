@@ -217,7 +217,7 @@ def event_frame(event_type: str, payload: object) -> bytes:
 
 
 def exception_frame(exception_type: str, message: str) -> bytes:
-    """A modelled ``exception`` frame; ``exception_type`` in lowerCamel (``throttlingException``)."""
+    """A modelled exception frame; ``exception_type`` is lowerCamel (``throttlingException``)."""
     return encode_frame(
         {
             ":exception-type": exception_type,

@@ -18,8 +18,9 @@ from bedrock_gateway.errors import UnknownOperationError, ValidationError
 
 __all__ = ["OPERATIONS", "Operation", "Route", "route"]
 
-# Characters a client may send raw inside one path segment (RFC 3986 pchar, minus nothing).
-_SEGMENT_OK = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*$")
+# A path of segments made of RFC 3986 pchar characters (percent escapes well-formed).
+_PATH_OK = re.compile(r"^(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+$")
+_UNRESERVED = re.compile(r"^[A-Za-z0-9\-._~]*$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+\-]{0,2047}$")
 _GUARDRAIL_ID = re.compile(
     r"^(?:[a-z0-9]+|arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+)$"
@@ -39,6 +40,7 @@ class Operation:
     template: tuple[str, ...]  # path segments; "{name}" marks a parameter
     streaming: bool = False  # answers with application/vnd.amazon.eventstream
     query: bool = False  # accepts a query string
+    json_body: bool = False  # the body must be a JSON object (InvokeModel: when sent as JSON)
     service: str = "bedrock-runtime"
     supported: bool = True
 
@@ -46,23 +48,25 @@ class Operation:
         """The canonical upstream path for these (decoded) parameters, encoded as botocore does."""
         out = []
         for seg in self.template:
-            if seg.startswith("{"):
-                out.append(quote(params[seg[1:-1]], safe="-._~"))
+            if seg[0] == "{":
+                value = params[seg[1:-1]]
+                out.append(value if _UNRESERVED.match(value) else quote(value, safe="-._~"))
             else:
                 out.append(seg)
         return "/" + "/".join(out)
 
 
 def _op(name: str, method: str, path: str, *, streaming: bool = False, query: bool = False,
-        supported: bool = True) -> Operation:
+        json_body: bool = True, supported: bool = True) -> Operation:
     template = tuple(path.strip("/").split("/"))
-    return Operation(name, method, template, streaming=streaming, query=query, supported=supported)
+    return Operation(name, method, template, streaming=streaming, query=query,
+                     json_body=json_body and method == "POST", supported=supported)
 
 
 OPERATIONS: tuple[Operation, ...] = (
-    _op("InvokeModel", "POST", "/model/{modelId}/invoke"),
+    _op("InvokeModel", "POST", "/model/{modelId}/invoke", json_body=False),
     _op("InvokeModelWithResponseStream", "POST", "/model/{modelId}/invoke-with-response-stream",
-        streaming=True),
+        streaming=True, json_body=False),
     _op("Converse", "POST", "/model/{modelId}/converse"),
     _op("ConverseStream", "POST", "/model/{modelId}/converse-stream", streaming=True),
     _op("CountTokens", "POST", "/model/{modelId}/count-tokens"),
@@ -93,7 +97,7 @@ class Route:
 
 def _decode_param(name: str, raw: str) -> str:
     try:
-        value = unquote(raw, errors="strict")
+        value = unquote(raw, errors="strict") if "%" in raw else raw
     except UnicodeDecodeError:
         raise ValidationError(f"The {name} in the path is not valid UTF-8.") from None
     if not _VALIDATORS[name].match(value) or (
@@ -103,25 +107,32 @@ def _decode_param(name: str, raw: str) -> str:
     return value
 
 
+def _index(ops: tuple[Operation, ...]) -> dict[tuple[int, str], tuple[Operation, ...]]:
+    index: dict[tuple[int, str], list[Operation]] = {}
+    for op in ops:
+        index.setdefault((len(op.template), op.template[0]), []).append(op)
+    return {key: tuple(value) for key, value in index.items()}
+
+
+_BY_SHAPE = _index(OPERATIONS)
+
+
 def route(method: str, raw_path: str, query: str = "") -> Route:
     """Map ``method`` + raw path onto an operation, or raise a Bedrock-shaped error.
 
     Raises :class:`UnknownOperationError` for paths no operation has and
     :class:`ValidationError` for malformed segments or parameter values.
     """
-    if not raw_path.startswith("/"):
+    if not _PATH_OK.match(raw_path):
+        if raw_path.startswith("/"):
+            raise ValidationError("The request path contains characters that are not allowed.")
         raise UnknownOperationError("The requested operation is not recognized.")
     segments = raw_path[1:].split("/")
-    for seg in segments:
-        if not _SEGMENT_OK.match(seg):
-            raise ValidationError("The request path contains characters that are not allowed.")
     path_matched = False
-    for op in OPERATIONS:
-        if len(op.template) != len(segments):
-            continue
+    for op in _BY_SHAPE.get((len(segments), segments[0]), ()):
         raw_params: dict[str, str] = {}
         for tmpl, seg in zip(op.template, segments, strict=True):
-            if tmpl.startswith("{"):
+            if tmpl[0] == "{":
                 if not seg:
                     break
                 raw_params[tmpl[1:-1]] = seg

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from bedrock_gateway.call import Call, Principal, Response
-from bedrock_gateway.errors import GatewayError, PayloadTooLargeError
+from bedrock_gateway.errors import GatewayError, PayloadTooLargeError, ValidationError
 from bedrock_gateway.operations import route
 
 if TYPE_CHECKING:
@@ -102,6 +102,10 @@ class Gateway:
             r = route(method, raw_path, query)
             hdrs = _lower_headers(headers)
             call = Call(method, raw_path, query, hdrs, body, r.operation, r.params)
+            if call.is_json:
+                call.json()  # malformed JSON is refused here, before any policy or upstream
+            elif method == "GET" and body:
+                raise ValidationError(f"{r.operation.name} does not take a request body.")
             return self._chain(call)
         except GatewayError as exc:
             if exc.status >= 500:

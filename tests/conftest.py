@@ -1,0 +1,77 @@
+"""Shared fixtures: a gateway served by uvicorn over real HTTP in front of FakeBedrock.
+
+FakeBedrock fixtures (``fake_bedrock``, ``fake_bedrock_server``, ``bedrock_client_factory``)
+come from the package's own pytest plugin, the same one users get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+from bedrock_gateway import Gateway, Middleware, SigV4Forwarder
+from bedrock_gateway.serve import BackgroundServer
+from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
+
+
+def make_forwarder(fake: FakeBedrock, **kwargs: Any) -> SigV4Forwarder:
+    options: dict[str, Any] = {
+        "region": "us-east-1",
+        "endpoint_url": fake.endpoint_url,
+        "credentials": Credentials(FAKE_ACCESS_KEY, FAKE_SECRET_KEY),
+        "sleep": lambda _seconds: None,  # never wait for backoff in tests
+    }
+    options.update(kwargs)
+    return SigV4Forwarder(**options)
+
+
+def gateway_client(url: str, **config: Any) -> Any:
+    """An ordinary boto3 client pointed at a gateway (anonymous: it sends no credentials)."""
+    options: dict[str, Any] = {"retries": {"total_max_attempts": 1}, "signature_version": UNSIGNED}
+    options.update(config)
+    return boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=url,
+                        config=Config(**options))
+
+
+@pytest.fixture(scope="session")
+def gateway_server(fake_bedrock_server: FakeBedrock) -> Iterator[BackgroundServer]:
+    forwarder = make_forwarder(fake_bedrock_server)
+    with BackgroundServer(Gateway(forwarder, anonymous=True)) as server:
+        yield server
+    forwarder.close()
+
+
+@pytest.fixture
+def client(gateway_server: BackgroundServer, fake_bedrock: FakeBedrock) -> Iterator[Any]:
+    c = gateway_client(gateway_server.url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def direct(fake_bedrock: FakeBedrock, bedrock_client_factory: Callable[..., Any]) -> Any:
+    return bedrock_client_factory(fake_bedrock.endpoint_url, retries={"total_max_attempts": 1})
+
+
+@pytest.fixture
+def serve_gateway(fake_bedrock: FakeBedrock) -> Iterator[Callable[..., BackgroundServer]]:
+    """Start a dedicated gateway (own middleware / forwarder options) for one test."""
+    started: list[tuple[BackgroundServer, SigV4Forwarder]] = []
+
+    def start(middleware: list[Middleware] | None = None, **forwarder_options: Any
+              ) -> BackgroundServer:
+        forwarder = make_forwarder(fake_bedrock, **forwarder_options)
+        server = BackgroundServer(Gateway(forwarder, middleware or [], anonymous=True)).start()
+        started.append((server, forwarder))
+        return server
+
+    yield start
+    for server, forwarder in started:
+        server.stop()
+        forwarder.close()

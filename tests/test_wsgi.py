@@ -1,0 +1,91 @@
+"""The WSGI adapter over real HTTP (wsgiref), with boto3 as the client."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+import urllib3
+from botocore.exceptions import EventStreamError
+
+from bedrock_gateway import Gateway, WSGIApp
+from bedrock_gateway.testing import FakeBedrock
+
+from .conftest import gateway_client, make_forwarder
+from .test_e2e import ARN, CLAUDE, MESSAGES
+
+
+class RawURIHandler(WSGIRequestHandler):
+    """Like werkzeug/gunicorn: pass the raw request target (wsgiref decodes PATH_INFO)."""
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ["RAW_URI"] = self.path
+        return environ
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def wsgi_url(fake_bedrock: FakeBedrock) -> Iterator[str]:
+    forwarder = make_forwarder(fake_bedrock)
+    app = WSGIApp(Gateway(forwarder, anonymous=True, max_body_bytes=1024 * 1024))
+    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=RawURIHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    forwarder.close()
+
+
+def test_converse_and_stream_through_wsgi(wsgi_url: str, fake_bedrock: FakeBedrock) -> None:
+    client = gateway_client(wsgi_url)
+    reply = client.converse(modelId=ARN, messages=MESSAGES)
+    assert reply["usage"]["inputTokens"] > 0
+    assert fake_bedrock.requests[-1].params["modelId"] == ARN
+    events = list(client.converse_stream(modelId=CLAUDE, messages=MESSAGES)["stream"])
+    assert "metadata" in events[-1]
+
+
+def test_wsgi_stream_bytes_identical_and_errors(wsgi_url: str, fake_bedrock: FakeBedrock) -> None:
+    http = urllib3.PoolManager()
+    try:
+        resp = http.request("POST", f"{wsgi_url}/model/{CLAUDE.replace(':', '%3A')}/converse-stream",
+                            body=json.dumps({"messages": MESSAGES}),
+                            headers={"Content-Type": "application/json"})
+        assert resp.data == fake_bedrock.last_stream_body
+        too_big = http.request("POST", f"{wsgi_url}/model/a.b/converse", body=b"x" * (1024 * 1024 + 1),
+                               headers={"Content-Type": "application/json"})
+        assert too_big.status == 413
+    finally:
+        http.clear()
+    client = gateway_client(wsgi_url)
+    fake_bedrock.cut_stream_after(2)
+    stream = client.converse_stream(modelId=CLAUDE, messages=MESSAGES)["stream"]
+    with pytest.raises(EventStreamError):
+        list(stream)
+    stream.close()
+    with pytest.raises(client.exceptions.ValidationException):
+        client.converse(modelId="bad id with spaces", messages=MESSAGES)
+
+
+def test_path_info_fallback_without_raw_uri(fake_bedrock: FakeBedrock) -> None:
+    forwarder = make_forwarder(fake_bedrock)
+    app = WSGIApp(Gateway(forwarder, anonymous=True))
+    body = json.dumps({"messages": MESSAGES}).encode()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/model/us.amazon.nova-lite-v1:0/converse",
+               "QUERY_STRING": "", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": __import__("io").BytesIO(body)}
+    statuses: list[str] = []
+    out = app(environ, lambda status, headers: statuses.append(status))
+    data = b"".join(out)
+    out.close()  # type: ignore[attr-defined]
+    forwarder.close()
+    assert statuses == ["200 OK"]
+    assert json.loads(data)["usage"]["inputTokens"] > 0
