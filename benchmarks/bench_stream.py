@@ -115,7 +115,7 @@ def main() -> None:
               f" growth {(rss.peak - before) / 1024:.1f} MiB")
 
 
-class _sample_rss(threading.Thread):  # noqa: N801
+class _sample_rss(threading.Thread):
     def __init__(self, proc: Proc) -> None:
         super().__init__(daemon=True)
         self.proc = proc

@@ -27,7 +27,7 @@ class RawURIHandler(WSGIRequestHandler):
         environ["RAW_URI"] = self.path
         return environ
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

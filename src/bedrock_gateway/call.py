@@ -86,7 +86,7 @@ class Call:
             if not isinstance(cached, dict):
                 raise ValidationError("The request body must be a JSON object.")
             self.attrs[_JSON_KEY] = cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def set_json(self, document: dict[str, Any]) -> None:
         """Replace the body with ``document`` (compact JSON) and keep the parsed copy."""

@@ -63,7 +63,7 @@ _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _READ_SIZE = 64 * 1024
 
 
-class _SigV4(SigV4Auth):
+class _SigV4(SigV4Auth):  # type: ignore[misc]
     """botocore's SigV4 with two per-request costs removed: the body hash comes precomputed
     (botocore would prepare the whole request to get it) and the derived signing key is cached
     per (secret, day, region, service) instead of re-deriving it with four HMACs per call."""
