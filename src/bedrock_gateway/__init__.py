@@ -5,40 +5,65 @@ its ``endpoint_url``; the gateway runs a pipeline of policies and forwards the c
 re-signed with its own AWS identity (:class:`SigV4Forwarder`).
 """
 
-from bedrock_gateway.adapters.asgi import ASGIApp
-from bedrock_gateway.adapters.wsgi import WSGIApp
-from bedrock_gateway.call import Call, Principal, Response
-from bedrock_gateway.errors import (
-    AccessDeniedError,
-    AuthenticationError,
-    GatewayError,
-    ModelTimeoutError,
-    PayloadTooLargeError,
-    ResourceNotFoundError,
-    ServiceQuotaExceededError,
-    ServiceUnavailableError,
-    StreamError,
-    ThrottlingError,
-    UnknownOperationError,
-    UpstreamUnavailableError,
-    ValidationError,
-)
-from bedrock_gateway.eventstream import EventStreamDecoder, Frame, encode_frame
-from bedrock_gateway.forward import SigV4Forwarder
-from bedrock_gateway.operations import OPERATIONS, Operation
-from bedrock_gateway.pipeline import Gateway, Middleware, Next
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bedrock_gateway.adapters.asgi import ASGIApp
+    from bedrock_gateway.adapters.wsgi import WSGIApp
+    from bedrock_gateway.call import Call, Principal, Response
+    from bedrock_gateway.config import ConfigError, GatewayConfig, load_config
+    from bedrock_gateway.errors import (
+        AccessDeniedError,
+        AuthenticationError,
+        GatewayError,
+        ModelTimeoutError,
+        PayloadTooLargeError,
+        ResourceNotFoundError,
+        ServiceQuotaExceededError,
+        ServiceUnavailableError,
+        StreamError,
+        ThrottlingError,
+        UnknownOperationError,
+        UpstreamUnavailableError,
+        ValidationError,
+    )
+    from bedrock_gateway.eventstream import EventStreamDecoder, Frame, encode_frame
+    from bedrock_gateway.forward import SigV4Forwarder
+    from bedrock_gateway.operations import OPERATIONS, Operation
+    from bedrock_gateway.pipeline import Gateway, Middleware, Next
 
 __version__ = "0.1.0"
 
-_LAZY = {"ConfigError", "GatewayConfig", "load_config"}  # pydantic loads on first use
+# Names load on first use (PEP 562): importing the package stays cheap for the pytest plugin,
+# Lambda cold starts and tools, and botocore/pydantic load only when something needs them.
+_HOME = {
+    "ASGIApp": "adapters.asgi", "WSGIApp": "adapters.wsgi",
+    "Call": "call", "Principal": "call", "Response": "call",
+    "ConfigError": "config", "GatewayConfig": "config", "load_config": "config",
+    "EventStreamDecoder": "eventstream", "Frame": "eventstream", "encode_frame": "eventstream",
+    "SigV4Forwarder": "forward", "OPERATIONS": "operations", "Operation": "operations",
+    "Gateway": "pipeline", "Middleware": "pipeline", "Next": "pipeline",
+    **{name: "errors" for name in (
+        "AccessDeniedError", "AuthenticationError", "GatewayError", "ModelTimeoutError",
+        "PayloadTooLargeError", "ResourceNotFoundError", "ServiceQuotaExceededError",
+        "ServiceUnavailableError", "StreamError", "ThrottlingError", "UnknownOperationError",
+        "UpstreamUnavailableError", "ValidationError")},
+}
 
 
 def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        from bedrock_gateway import config
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bedrock_gateway' has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(config, name)
-    raise AttributeError(f"module 'bedrock_gateway' has no attribute {name!r}")
+    value = getattr(import_module(f"bedrock_gateway.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [

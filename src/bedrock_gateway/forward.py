@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import urllib3
 from botocore.auth import SigV4Auth
@@ -137,7 +137,10 @@ class SigV4Forwarder:
         self._credentials = credentials
         self._session = session
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=max_connections, block=False)
+        # One pool for the one configured host (a PoolManager would re-parse the URL per call).
+        self._pool = urllib3.connection_from_url(
+            self.endpoint_url, maxsize=max_connections, block=False, retries=False,
+            timeout=self._timeout)
         self._retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=wait_random_exponential(multiplier=backoff_base, max=backoff_max),
@@ -173,12 +176,12 @@ class SigV4Forwarder:
         _SigV4(self._frozen_credentials(), self.signing_name, self.region).add_auth(request)
         return dict(request.headers.items())
 
-    def _attempt(self, call: Call, url: str) -> Response:
-        headers = self._sign(call, url)
+    def _attempt(self, call: Call, target: str) -> Response:
+        headers = self._sign(call, self.endpoint_url + target)
         raw = self._pool.urlopen(
-            call.method, url, body=call.body or None, headers=headers,
+            call.method, target, body=call.body or None, headers=headers,
             preload_content=False, decode_content=False, retries=False, redirect=False,
-            timeout=self._timeout, assert_same_host=False,
+            timeout=self._timeout,
         )
         resp_headers = {
             k.lower(): v for k, v in raw.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS
@@ -203,9 +206,12 @@ class SigV4Forwarder:
     # -- the handler -------------------------------------------------------------------
 
     def __call__(self, call: Call) -> Response:
-        url = self.endpoint_url + call.upstream_path + (f"?{call.query}" if call.query else "")
+        target = call.upstream_path
+        if call.query:  # re-encoded canonically, like the path
+            pairs = parse_qsl(call.query, keep_blank_values=True)
+            target += "?" + urlencode(pairs, quote_via=quote, safe="-_.~")
         try:
-            return self._retrying(self._attempt, call, url)
+            return self._retrying(self._attempt, call, target)
         except RetryError as exc:  # attempts exhausted
             last = exc.last_attempt.exception()
             if isinstance(last, _RetryableStatus):
@@ -218,7 +224,7 @@ class SigV4Forwarder:
 
     def close(self) -> None:
         """Close pooled upstream connections."""
-        self._pool.clear()
+        self._pool.close()
 
 
 class _UpstreamStream:

@@ -21,7 +21,7 @@ __all__ = ["OPERATIONS", "Operation", "Route", "route"]
 # A path of segments made of RFC 3986 pchar characters (percent escapes well-formed).
 _PATH_OK = re.compile(r"^(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+$")
 _UNRESERVED = re.compile(r"^[A-Za-z0-9\-._~]*$")
-_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+\-]{0,2047}$")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+\-_]{0,2047}$")
 _GUARDRAIL_ID = re.compile(
     r"^(?:[a-z0-9]+|arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+)$"
 )

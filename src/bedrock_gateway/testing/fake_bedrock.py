@@ -58,7 +58,13 @@ class RecordedRequest:
 
 
 class FakeBedrock:
-    """A fake Bedrock Runtime on a loopback port, served from a background thread."""
+    """A fake Bedrock Runtime on a loopback port, served from a background thread.
+
+    ``credentials`` maps access key ids to secrets (default: the published fake pair);
+    ``verify_signatures=False`` accepts any or no ``Authorization``; ``clock`` returns the
+    fake's "now" (an aware datetime) for signature freshness and async-invoke timestamps.
+    The socket is bound by :meth:`start` (or entering the context); ``port=0`` picks a free one.
+    """
 
     def __init__(
         self,

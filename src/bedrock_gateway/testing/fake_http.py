@@ -72,6 +72,7 @@ class _Disconnected(Exception):
 class FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 1024  # the default of 5 resets connections under load tests
 
     def __init__(self, address: tuple[str, int], fake: FakeBedrock) -> None:
         self.fake = fake
@@ -292,4 +293,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-

@@ -18,7 +18,14 @@ from typing import Any
 
 from bedrock_gateway.errors import ValidationError
 from bedrock_gateway.eventstream import event_frame
-from bedrock_gateway.testing.fake_families import FAMILIES, Family, Turn
+from bedrock_gateway.testing.fake_families import Anthropic, Family, Nova, Turn
+from bedrock_gateway.testing.fake_prompt_families import (
+    CohereEmbed,
+    Llama,
+    Mistral,
+    TitanEmbed,
+    TitanText,
+)
 from bedrock_gateway.testing.fake_text import (
     PromptCache,
     check_model_id,
@@ -30,6 +37,7 @@ from bedrock_gateway.testing.fake_text import (
 )
 
 __all__ = [
+    "FAMILIES",
     "Answer",
     "decode_blob",
     "family_for",
@@ -40,6 +48,16 @@ __all__ = [
 ]
 
 Segments = list[tuple[bytes, int]]
+
+FAMILIES: dict[str, Family] = {
+    "anthropic": Anthropic(),
+    "nova": Nova(),
+    "titan-text": TitanText(),
+    "titan-embed": TitanEmbed(),
+    "llama": Llama(),
+    "mistral": Mistral(),
+    "cohere-embed": CohereEmbed(),
+}
 
 
 @dataclass(slots=True)
