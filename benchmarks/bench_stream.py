@@ -26,20 +26,29 @@ REQUEST = (f"POST {PATH} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/js
            f"Content-Length: {len(BODY)}\r\n\r\n").encode() + BODY
 
 
+def _recv(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise RuntimeError("connection closed before the first event")
+    return data
+
+
 def _dechunk_first_frame(sock: socket.socket) -> None:
     """Read until the first whole event-stream frame of a chunked response is in."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    body = data.split(b"\r\n\r\n", 1)[1]
+        data += _recv(sock)
+    head, body = data.split(b"\r\n\r\n", 1)
+    if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+        raise RuntimeError(f"unexpected response: {head[:200]!r}")
     payload = b""
     while True:
         while b"\r\n" not in body:
-            body += sock.recv(65536)
+            body += _recv(sock)
         size_line, rest = body.split(b"\r\n", 1)
         size = int(size_line.split(b";")[0], 16)
         while len(rest) < size + 2:
-            rest += sock.recv(65536)
+            rest += _recv(sock)
         payload += rest[:size]
         body = rest[size + 2:]
         if len(payload) >= 4 and len(payload) >= int.from_bytes(payload[:4], "big"):

@@ -103,7 +103,8 @@ class Response:
     error after the stream started becomes an exception frame at a frame boundary.
     """
 
-    __slots__ = ("_aborts", "_closed", "_hooks", "_lock", "body", "frames", "headers", "status")
+    __slots__ = ("_aborts", "_closed", "_hooks", "_lock", "body", "frames", "headers",
+                 "is_stream", "status")
 
     def __init__(
         self,
@@ -116,6 +117,7 @@ class Response:
         self.headers = headers if headers is not None else {}
         self.body = body
         self.frames = frames
+        self.is_stream = frames is not None  # stays true after the stream is consumed
         self._hooks: list[Callable[[], None]] = []
         self._aborts: list[Callable[[], None]] = []
         self._closed = False
@@ -124,10 +126,6 @@ class Response:
     @classmethod
     def from_error(cls, error: GatewayError) -> Response:
         return cls(error.status, error.headers(), error.body())
-
-    @property
-    def is_stream(self) -> bool:
-        return self.frames is not None
 
     def on_close(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` once when the response is finished with (success, error or abort)."""

@@ -67,16 +67,21 @@ class ASGIApp:
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(
-            self._executor, self.gateway.handle, scope["method"], path, query, headers, body
+        pump = _Pump(loop)
+        # One worker thread runs the pipeline and, for a stream, goes on producing its frames:
+        # no second thread hop between "response ready" and "first frame".
+        worker = loop.run_in_executor(
+            self._executor, pump.run, self.gateway, scope["method"], path, query, headers, body
         )
+        response = await pump.response
         if response.is_stream:
-            await self._stream(response, receive, send)
+            await self._stream(pump, response, receive, send)
         else:
             try:
                 await _send_buffered(send, response)
             finally:
                 response.close()
+        await worker
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -116,10 +121,8 @@ class ASGIApp:
             if not message.get("more_body", False):
                 return b"".join(parts)
 
-    async def _stream(self, response: Response, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        pump = _Pump(loop)
-        producer = loop.run_in_executor(self._executor, pump.produce, response)
+    async def _stream(self, pump: _Pump, response: Response, receive: Receive, send: Send
+                      ) -> None:
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
         try:
             await send({"type": "http.response.start", "status": response.status,
@@ -142,7 +145,6 @@ class ASGIApp:
         finally:
             watcher.cancel()
             pump.cancel(response)
-            await producer
 
 
 async def _wait_disconnect(receive: Receive) -> None:
@@ -151,10 +153,12 @@ async def _wait_disconnect(receive: Receive) -> None:
 
 
 class _Pump:
-    """Moves chunks from a producer thread to the event loop with bounded buffering."""
+    """Runs the pipeline in a worker thread and moves a stream's chunks to the event loop,
+    with bounded buffering."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self.response: asyncio.Future[Response] = loop.create_future()
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._done = False
@@ -162,8 +166,24 @@ class _Pump:
         self._cond = threading.Condition()
         self._ready = asyncio.Event()
 
+    def run(self, gateway: Gateway, method: str, path: str, query: str,
+            headers: list[tuple[str, str]], body: bytes) -> None:
+        response = gateway.handle(method, path, query, headers, body)
+        if response.is_stream:
+            self.produce(response)
+        else:
+            self._loop.call_soon_threadsafe(self.response.set_result, response)
+
+    def _publish(self, response: Response) -> None:  # on the loop
+        if not self.response.done():
+            self.response.set_result(response)
+        self._ready.set()
+
     def produce(self, response: Response) -> None:
+        """Pump the stream. The response is published with its first chunk, so the event loop
+        is woken once for "headers + first event", not twice."""
         chunks = response.chunks()
+        published = False
         try:
             for chunk in chunks:
                 with self._cond:
@@ -174,14 +194,17 @@ class _Pump:
                     wake = not self._chunks
                     self._chunks.append(chunk)
                     self._size += len(chunk)
-                if wake:
+                if not published:
+                    published = True
+                    self._loop.call_soon_threadsafe(self._publish, response)
+                elif wake:
                     self._loop.call_soon_threadsafe(self._ready.set)
         finally:
             chunks.close()  # runs the response's close hooks
             with self._cond:
                 self._done = True
             with contextlib.suppress(RuntimeError):  # loop already closed
-                self._loop.call_soon_threadsafe(self._ready.set)
+                self._loop.call_soon_threadsafe(self._publish, response)
 
     async def take(self) -> tuple[bytes, bool]:
         while True:
