@@ -31,6 +31,7 @@ def _config(app: ASGIApp, host: str, port: int, **kwargs: Any) -> Any:
         "access_log": False,
         "lifespan": "on",
         "server_header": False,
+        "proxy_headers": False,  # the gateway never trusts X-Forwarded-* from a client
         "date_header": True,
         "timeout_keep_alive": 75,
     }

@@ -70,9 +70,8 @@ class ASGIApp:
         pump = _Pump(loop)
         # One worker thread runs the pipeline and, for a stream, goes on producing its frames:
         # no second thread hop between "response ready" and "first frame".
-        worker = loop.run_in_executor(
-            self._executor, pump.run, self.gateway, scope["method"], path, query, headers, body
-        )
+        # A bare submit: wrapping the future for the loop would cost one more wake-up per call.
+        self._executor.submit(pump.run, self.gateway, scope["method"], path, query, headers, body)
         response = await pump.response
         if response.is_stream:
             await self._stream(pump, response, receive, send)
@@ -81,7 +80,6 @@ class ASGIApp:
                 await _send_buffered(send, response)
             finally:
                 response.close()
-        await worker
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -168,7 +166,11 @@ class _Pump:
 
     def run(self, gateway: Gateway, method: str, path: str, query: str,
             headers: list[tuple[str, str]], body: bytes) -> None:
-        response = gateway.handle(method, path, query, headers, body)
+        try:
+            response = gateway.handle(method, path, query, headers, body)
+        except BaseException:  # handle() answers every error itself; this is a last resort
+            log.exception("the pipeline raised")
+            response = Response.from_error(GatewayError())
         if response.is_stream:
             self.produce(response)
         else:
