@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,16 +12,6 @@ from bedrock_gateway import Call, Next, Response
 from bedrock_gateway.testing import FakeBedrock
 
 from .test_e2e import CLAUDE, MESSAGES
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll a condition (not a time window): returns as soon as it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.01)
-    return True
 
 
 def test_client_disconnect_mid_stream(serve_gateway: Callable[..., Any],
@@ -48,7 +37,7 @@ def test_client_disconnect_mid_stream(serve_gateway: Callable[..., Any],
             assert received.startswith(b"HTTP/1.1 200")
         # the client is gone while the upstream is still holding its stream open
         assert closed.wait(10), "close hooks did not run"
-        assert wait_until(lambda: fake_bedrock.stream_disconnects >= 1), (
+        assert fake_bedrock.wait_for_stream_disconnects(1, timeout=10), (
             "the upstream connection was not released")
     finally:
         release.set()
