@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from bedrock_gateway.call import Response
@@ -71,7 +72,9 @@ class ASGIApp:
         # One worker thread runs the pipeline and, for a stream, goes on producing its frames:
         # no second thread hop between "response ready" and "first frame".
         # A bare submit: wrapping the future for the loop would cost one more wake-up per call.
-        self._executor.submit(pump.run, self.gateway, scope["method"], path, query, headers, body)
+        self._executor.submit(
+            pump.run, partial(self.gateway.handle, scope["method"], path, query, headers, body)
+        )
         response = await pump.response
         if response.is_stream:
             await self._stream(pump, response, receive, send)
@@ -164,10 +167,9 @@ class _Pump:
         self._cond = threading.Condition()
         self._ready = asyncio.Event()
 
-    def run(self, gateway: Gateway, method: str, path: str, query: str,
-            headers: list[tuple[str, str]], body: bytes) -> None:
+    def run(self, handle: Callable[[], Response]) -> None:
         try:
-            response = gateway.handle(method, path, query, headers, body)
+            response = handle()
         except BaseException:  # handle() answers every error itself; this is a last resort
             log.exception("the pipeline raised")
             response = Response.from_error(GatewayError())
