@@ -34,8 +34,8 @@ from tenacity import (
     wait_random_exponential,
 )
 from urllib3.exceptions import (
+    ConnectTimeoutError,
     HTTPError,
-    NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
 )
@@ -151,7 +151,7 @@ class SigV4Forwarder:
         self._retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=wait_random_exponential(multiplier=backoff_base, max=backoff_max),
-            retry=retry_if_exception_type((_RetryableStatus, NewConnectionError, ProtocolError)),
+            retry=retry_if_exception_type((_RetryableStatus, ConnectTimeoutError, ProtocolError)),
             sleep=sleep,
         )
 
@@ -203,6 +203,9 @@ class SigV4Forwarder:
             return response
         try:
             body = raw.read(decode_content=False)
+        except BaseException:
+            raw.close()  # a half-read connection is never reused
+            raise
         finally:
             raw.release_conn()
         response = Response(raw.status, resp_headers, body)

@@ -66,6 +66,9 @@ class ASGIApp:
             await _send_buffered(send, Response.from_error(ValidationError(
                 "The request path is not valid.")))
             return
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted under a prefix (FastAPI/Starlette Mount)
+            path = path[len(root):]
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         loop = asyncio.get_running_loop()
         pump = _Pump(loop)
@@ -129,18 +132,21 @@ class ASGIApp:
             await send({"type": "http.response.start", "status": response.status,
                         "headers": _encode_headers(response.headers)})
             while True:
-                getter = asyncio.ensure_future(pump.take())
-                done, _ = await asyncio.wait({getter, watcher},
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    raise _Disconnected
-                data, finished = getter.result()
-                if data:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-                if finished:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                item = pump.poll()
+                if item is None:  # nothing yet: wait for the producer or for the client to leave
+                    ready = asyncio.ensure_future(pump.wait())
+                    await asyncio.wait({ready, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                    if not ready.done():
+                        ready.cancel()
+                        raise _Disconnected
+                    continue
+                data, finished = item
+                if finished:  # the last bytes and the end of the body in one message
+                    await send({"type": "http.response.body", "body": data, "more_body": False})
                     return
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+                if watcher.done():
+                    raise _Disconnected
         except (_Disconnected, OSError):
             log.info("client disconnected mid-stream; closing upstream")
         finally:
@@ -210,18 +216,20 @@ class _Pump:
             with contextlib.suppress(RuntimeError):  # loop already closed
                 self._loop.call_soon_threadsafe(self._publish, response)
 
-    async def take(self) -> tuple[bytes, bool]:
-        while True:
-            with self._cond:
-                if self._chunks or self._done:
-                    data = b"".join(self._chunks)
-                    self._chunks.clear()
-                    self._size = 0
-                    self._ready.clear()
-                    self._cond.notify()
-                    return data, self._done
+    def poll(self) -> tuple[bytes, bool] | None:
+        """Everything produced so far and whether the stream has ended; ``None`` if nothing."""
+        with self._cond:
+            if not self._chunks and not self._done:
                 self._ready.clear()
-            await self._ready.wait()
+                return None
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._size = 0
+            self._cond.notify()
+            return data, self._done
+
+    async def wait(self) -> None:
+        await self._ready.wait()
 
     def cancel(self, response: Response) -> None:
         with self._cond:
