@@ -85,6 +85,10 @@ class ValidationError(GatewayError):
 class PayloadTooLargeError(ValidationError):
     status = 413
 
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLargeError:
+        return cls(f"The request body exceeds the gateway limit of {limit} bytes.")
+
 
 class UnknownOperationError(GatewayError):
     status = 404

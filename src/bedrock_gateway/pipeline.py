@@ -85,6 +85,21 @@ class Gateway:
         config = source if not isinstance(source, str | Path) else load_config(source)
         return build_gateway(config)
 
+    def check_content_length(self, value: str | bytes | None) -> int | None:
+        """For adapters, before reading a body: the declared length, refused when malformed or
+        over ``max_body_bytes``; ``None`` when no Content-Length was sent."""
+        if value is None or value in ("", b""):
+            return None
+        try:
+            declared = int(value)
+        except ValueError:
+            raise ValidationError("Content-Length is not a number.") from None
+        if declared < 0:
+            raise ValidationError("Content-Length is not a number.")
+        if declared > self.max_body_bytes:
+            raise PayloadTooLargeError.over(self.max_body_bytes)
+        return declared
+
     def handle(
         self,
         method: str,
@@ -96,9 +111,7 @@ class Gateway:
         """Serve one request. Always returns a response; errors become Bedrock-shaped ones."""
         try:
             if len(body) > self.max_body_bytes:
-                raise PayloadTooLargeError(
-                    f"The request body exceeds the gateway limit of {self.max_body_bytes} bytes."
-                )
+                raise PayloadTooLargeError.over(self.max_body_bytes)
             r = route(method, raw_path, query)
             hdrs = _lower_headers(headers)
             call = Call(method, raw_path, query, hdrs, body, r.operation, r.params)

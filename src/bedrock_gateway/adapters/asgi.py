@@ -101,14 +101,7 @@ class ASGIApp:
         limit = self.gateway.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    raise ValidationError("Content-Length is not a number.") from None
-                if declared > limit:
-                    raise PayloadTooLargeError(
-                        f"The request body exceeds the gateway limit of {limit} bytes."
-                    )
+                self.gateway.check_content_length(value)
         parts: list[bytes] = []
         size = 0
         while True:
@@ -118,9 +111,7 @@ class ASGIApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLargeError(
-                    f"The request body exceeds the gateway limit of {limit} bytes."
-                )
+                raise PayloadTooLargeError.over(limit)
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)

@@ -67,25 +67,15 @@ class WSGIApp:
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
         limit = self.gateway.max_body_bytes
-        length_text = environ.get("CONTENT_LENGTH") or ""
+        length = self.gateway.check_content_length(environ.get("CONTENT_LENGTH"))
         stream = environ["wsgi.input"]
-        if length_text:
-            try:
-                length = int(length_text)
-            except ValueError:
-                raise ValidationError("Content-Length is not a number.") from None
-            if length > limit:
-                raise PayloadTooLargeError(
-                    f"The request body exceeds the gateway limit of {limit} bytes."
-                )
+        if length is not None:
             return bytes(stream.read(length)) if length else b""
         if environ.get("HTTP_TRANSFER_ENCODING", "").lower() != "chunked":
             return b""
         data = bytes(stream.read(limit + 1))  # servers de-chunk; read at most limit + 1
         if len(data) > limit:
-            raise PayloadTooLargeError(
-                f"The request body exceeds the gateway limit of {limit} bytes."
-            )
+            raise PayloadTooLargeError.over(limit)
         return data
 
 
