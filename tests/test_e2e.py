@@ -120,6 +120,15 @@ def test_async_invoke_round_trip(client: Any, fake_bedrock: FakeBedrock) -> None
     assert fake_bedrock.requests[-1].query == "maxResults=5"
 
 
+def test_invoke_guardrail_checks(client: Any, direct: Any, fake_bedrock: FakeBedrock) -> None:
+    kwargs = {"messages": [{"role": "user", "content": [{"text": "please BLOCKME"}]}],
+              "checks": {"promptAttack": {"categories": [{"category": "JAILBREAK"}]}}}
+    via = scrub(client.invoke_guardrail_checks(**kwargs))
+    assert fake_bedrock.requests[-1].operation == "InvokeGuardrailChecks"
+    assert via == scrub(direct.invoke_guardrail_checks(**kwargs))
+    assert via["results"]["promptAttack"]["results"][0]["severityScore"] > 0.5
+
+
 def test_streamed_bytes_are_identical(gateway_server: Any, fake_bedrock: FakeBedrock) -> None:
     http = urllib3.PoolManager()
     try:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.credentials import Credentials
+from botocore.exceptions import EventStreamError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -107,3 +108,21 @@ def test_client_sees_the_retry_only_as_latency(gateway_server: Any, fake_bedrock
     assert client.converse(modelId=CLAUDE, messages=MESSAGES)["stopReason"]
     client.close()
     assert [r.operation for r in fake_bedrock.requests] == ["Converse"] * 3
+
+
+def test_upstream_silence_mid_stream_becomes_an_exception_frame(
+        serve_gateway: Callable[..., Any], fake_bedrock: FakeBedrock) -> None:
+    server = serve_gateway(read_timeout=0.2)
+    release = fake_bedrock.hold_stream_after(2)
+    client = gateway_client(server.url)
+    try:
+        stream = client.converse_stream(modelId=CLAUDE, messages=MESSAGES)["stream"]
+        events = []
+        with pytest.raises(EventStreamError) as info:
+            events.extend(stream)
+        stream.close()
+        assert info.value.response["Error"]["Code"] == "modelStreamErrorException"
+        assert len(events) == 2
+    finally:
+        release.set()
+        client.close()

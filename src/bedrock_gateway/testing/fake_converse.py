@@ -180,3 +180,32 @@ def apply_guardrail(body: bytes) -> dict[str, Any]:
         "outputs": [{"text": BLOCKED_TEXT}] if blocked else [],
         "assessments": [{}],
     }
+
+
+def invoke_guardrail_checks(body: bytes) -> dict[str, Any]:
+    """InvokeGuardrailChecks: every requested check scores 0, or 0.99 when a text has BLOCKME;
+    one text unit per started 1,000 characters, per check."""
+    request = load_json_object(body)
+    messages, checks = request.get("messages"), request.get("checks")
+    if not isinstance(messages, list) or not isinstance(checks, dict):
+        raise ValidationError("messages and checks are required.")
+    texts = [
+        block["text"]
+        for message in messages if isinstance(message, dict)
+        for block in message.get("content", []) if isinstance(block, dict)
+        and isinstance(block.get("text"), str)
+    ]
+    score = 0.99 if any(is_blocked(t) for t in texts) else 0.0
+    units = sum(-(-len(t) // 1000) for t in texts)
+    results: dict[str, Any] = {}
+    usage: dict[str, Any] = {}
+    for check, key in (("contentFilter", "categories"), ("promptAttack", "categories")):
+        if isinstance(checks.get(check), dict):
+            results[check] = {"results": [
+                {"category": c.get("category"), "severityScore": score}
+                for c in checks[check].get(key, []) if isinstance(c, dict)]}
+            usage[check] = {"textUnits": units}
+    if isinstance(checks.get("sensitiveInformation"), dict):
+        results["sensitiveInformation"] = {"results": [], "truncated": False}
+        usage["sensitiveInformation"] = {"textUnits": units}
+    return {"results": results, "usage": usage}

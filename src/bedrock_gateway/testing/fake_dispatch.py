@@ -17,6 +17,7 @@ from bedrock_gateway.testing.fake_converse import (
     converse,
     converse_stream,
     count_tokens,
+    invoke_guardrail_checks,
 )
 from bedrock_gateway.testing.fake_models import Answer, Segments, invoke_model, invoke_model_stream
 from bedrock_gateway.testing.fake_text import PromptCache
@@ -57,6 +58,7 @@ class Dispatcher:
             "InvokeModelWithResponseStream": self._invoke_stream,
             "CountTokens": lambda p, q, b, s: _json(count_tokens(p["modelId"], b)),
             "ApplyGuardrail": lambda p, q, b, s: _json(apply_guardrail(b)),
+            "InvokeGuardrailChecks": lambda p, q, b, s: _json(invoke_guardrail_checks(b)),
             "StartAsyncInvoke": lambda p, q, b, s: _json(self._store.start(b)),
             "GetAsyncInvoke": lambda p, q, b, s: _json(self._store.get(p["invocationArn"])),
             "ListAsyncInvokes": lambda p, q, b, s: _json(self._store.list(q)),
