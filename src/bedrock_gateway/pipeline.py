@@ -122,10 +122,10 @@ class Gateway:
             return self._chain(call)
         except GatewayError as exc:
             if exc.status >= 500:
-                log.warning("%s %s -> %s: %s", method, raw_path[:200], exc.code, exc.message)
+                log.warning("%s %r -> %s: %s", method, raw_path[:200], exc.code, exc.message)
             return Response.from_error(exc)
         except Exception:
-            log.exception("unhandled error serving %s %s", method, raw_path[:200])
+            log.exception("unhandled error serving %s %r", method, raw_path[:200])
             return Response.from_error(GatewayError())
 
 
