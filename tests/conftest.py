@@ -14,10 +14,15 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import Credentials
+from hypothesis import settings
 
 from bedrock_gateway import Gateway, Middleware, SigV4Forwarder
 from bedrock_gateway.serve import BackgroundServer
 from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
+
+# No per-example deadline: CI machines are noisy, and a slow example is not a wrong one.
+settings.register_profile("bedrock_gateway", deadline=None)
+settings.load_profile("bedrock_gateway")
 
 
 def make_forwarder(fake: FakeBedrock, **kwargs: Any) -> SigV4Forwarder:
