@@ -89,3 +89,42 @@ def test_path_info_fallback_without_raw_uri(fake_bedrock: FakeBedrock) -> None:
     forwarder.close()
     assert statuses == ["200 OK"]
     assert json.loads(data)["usage"]["inputTokens"] > 0
+
+
+def test_wsgi_client_disconnect_runs_close_hooks(fake_bedrock: FakeBedrock) -> None:
+    """WSGI has no disconnect signal: the gateway notices on its next write, then closes the
+    upstream stream and runs the close hooks."""
+    import socket
+    import struct
+
+    from bedrock_gateway import Call, Next, Response
+
+    closed = threading.Event()
+
+    def recorder(call: Call, next_: Next) -> Response:
+        response = next_(call)
+        response.on_close(closed.set)
+        return response
+
+    forwarder = make_forwarder(fake_bedrock)
+    app = WSGIApp(Gateway(forwarder, [recorder], anonymous=True))
+    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=RawURIHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake_bedrock.stream_frames(2000, 4096)  # a long stream ...
+    release = fake_bedrock.hold_stream_after(2)  # ... that pauses after two frames
+    body = json.dumps({"messages": MESSAGES}).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as sock:
+            sock.sendall(f"POST /model/{CLAUDE}/converse-stream HTTP/1.1\r\nHost: x\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                         .encode() + body)
+            assert sock.recv(65536).startswith(b"HTTP/1.0 200")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+        release.set()  # the upstream goes on; the gateway's next writes hit a closed socket
+        assert closed.wait(10), "close hooks did not run"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        forwarder.close()
