@@ -23,7 +23,7 @@ class OnlyModels:
 
 
 def test_policy_in_process() -> None:
-    gateway = Gateway(lambda call: Response(200, body=b"{}"), [OnlyModels("amazon.*")])
+    gateway = Gateway(lambda call: Response(200, body=b"{}"), [OnlyModels("amazon.*")], anonymous=True)
     assert gateway.handle("POST", "/model/amazon.nova-lite-v1%3A0/converse", "", {}, b"{}").status == 200
     assert gateway.handle("POST", "/model/meta.llama3-8b/converse", "", {}, b"{}").status == 403
 

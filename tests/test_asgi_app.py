@@ -38,20 +38,20 @@ def http_scope(raw_path: bytes, root_path: str = "") -> dict[str, Any]:
 
 
 def test_mounted_under_a_prefix() -> None:
-    app = ASGIApp(Gateway(echo))
+    app = ASGIApp(Gateway(echo, anonymous=True))
     sent = run(app, http_scope(b"/bedrock/model/us.amazon.nova-lite-v1%3A0/converse", "/bedrock"))
     assert sent[0]["status"] == 200
     assert json.loads(sent[1]["body"]) == {"op": "Converse", "model": "us.amazon.nova-lite-v1:0"}
 
 
 def test_non_ascii_raw_path_is_a_validation_error() -> None:
-    sent = run(ASGIApp(Gateway(echo)), http_scope(b"/model/\xff/converse"))
+    sent = run(ASGIApp(Gateway(echo, anonymous=True)), http_scope(b"/model/\xff/converse"))
     assert sent[0]["status"] == 400
     assert (b"x-amzn-errortype", b"ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/") in sent[0]["headers"]
 
 
 def test_lifespan_and_websocket_scopes() -> None:
-    app = ASGIApp(Gateway(echo))
+    app = ASGIApp(Gateway(echo, anonymous=True))
     events = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent: list[dict[str, Any]] = []
 
@@ -64,5 +64,5 @@ def test_lifespan_and_websocket_scopes() -> None:
     asyncio.run(app({"type": "lifespan"}, receive, send))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     sent.clear()
-    asyncio.run(ASGIApp(Gateway(echo))({"type": "websocket"}, receive, send))
+    asyncio.run(ASGIApp(Gateway(echo, anonymous=True))({"type": "websocket"}, receive, send))
     assert sent == []

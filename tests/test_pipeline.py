@@ -37,7 +37,7 @@ def test_middleware_runs_outermost_first_and_anonymous_principal() -> None:
 def test_a_middleware_can_short_circuit_with_a_bedrock_error() -> None:
     def deny(call: Call, next_: Next) -> Response:
         raise ThrottlingError("Rate exceeded for tenant t1.")
-    resp = Gateway(ok_handler, [deny]).handle("POST", CONVERSE, "", {}, b"{}")
+    resp = Gateway(ok_handler, [deny], anonymous=True).handle("POST", CONVERSE, "", {}, b"{}")
     assert resp.status == 429
     assert resp.headers["x-amzn-errortype"].startswith("ThrottlingException")
     assert json.loads(resp.body) == {"message": "Rate exceeded for tenant t1."}
@@ -46,7 +46,7 @@ def test_a_middleware_can_short_circuit_with_a_bedrock_error() -> None:
 def test_unexpected_exception_is_a_500_without_details(caplog: pytest.LogCaptureFixture) -> None:
     def boom(call: Call) -> Response:
         raise RuntimeError("secret internal detail")
-    resp = Gateway(boom).handle("POST", CONVERSE, "", {}, b"{}")
+    resp = Gateway(boom, anonymous=True).handle("POST", CONVERSE, "", {}, b"{}")
     assert resp.status == 500
     assert b"secret internal detail" not in resp.body
     assert b"Traceback" not in resp.body
@@ -54,7 +54,7 @@ def test_unexpected_exception_is_a_500_without_details(caplog: pytest.LogCapture
 
 
 def test_oversized_body_and_unknown_path() -> None:
-    gw = Gateway(ok_handler, max_body_bytes=10)
+    gw = Gateway(ok_handler, anonymous=True, max_body_bytes=10)
     assert gw.handle("POST", CONVERSE, "", {}, b"x" * 11).status == 413
     assert gw.handle("POST", "/admin", "", {}, b"").status == 404
 
@@ -79,7 +79,7 @@ def test_stream_errors_become_exception_frames_and_hooks_run(fail: Exception | N
         resp.on_close(lambda: closed.append("meter"))
         return resp
 
-    resp = Gateway(handler, [meter]).handle("POST", "/model/a.b/converse-stream", "", {}, b"{}")
+    resp = Gateway(handler, [meter], anonymous=True).handle("POST", "/model/a.b/converse-stream", "", {}, b"{}")
     frames = list(iter_frames(resp.chunks()))
     assert frames[0].event_type == "messageStart"
     if fail is None:

@@ -14,6 +14,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bedrock_gateway.auth.config import (
+    AccessRuleConfig,
+    AuthSection,
+    build_access_rules,
+    build_authorizers,
+)
 from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway
 
 __all__ = ["ConfigError", "GatewayConfig", "build_gateway", "load_config"]
@@ -59,22 +65,20 @@ class UpstreamSection(_Section):
         return value
 
 
-class AuthSection(_Section):
-    anonymous: bool = False
-
-
 class GatewayConfig(_Section):
-    """The whole file. Sections: ``[gateway]``, ``[upstream]``, ``[auth]``."""
+    """The whole file: ``[gateway]``, ``[upstream]``, ``[auth]`` and ``[[access]]`` rules."""
 
     gateway: GatewaySection = GatewaySection()
     upstream: UpstreamSection = UpstreamSection()
     auth: AuthSection = AuthSection()
+    access: list[AccessRuleConfig] = []
 
     @model_validator(mode="after")
     def _require_auth_decision(self) -> GatewayConfig:
-        if not self.auth.anonymous:
+        if not self.auth.anonymous and not self.auth.configured:
             raise ValueError(
-                "no authorizer is configured: set [auth] anonymous = true to accept"
+                "no authorizer is configured: add [auth.jwt], [[auth.api_keys]] or"
+                " [[auth.access_keys]], or set [auth] anonymous = true to accept"
                 " unauthenticated calls explicitly"
             )
         return self
@@ -132,11 +136,12 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
     options.update(forwarder_overrides)
     if config.auth.anonymous:
         log.warning(
-            "SECURITY: [auth] anonymous = true - the gateway accepts unauthenticated calls and"
-            " every caller may use every model the gateway's own AWS identity can"
+            "SECURITY: [auth] anonymous = true - the gateway accepts calls without credentials"
         )
     return Gateway(
         SigV4Forwarder(**options),
+        authorizers=build_authorizers(config.auth),
+        access_rules=build_access_rules(config.access),
         anonymous=config.auth.anonymous,
         max_body_bytes=config.gateway.max_body_bytes,
     )

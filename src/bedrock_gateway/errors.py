@@ -14,6 +14,7 @@ The tree::
     ├── UnknownOperationError         404 UnknownOperationException
     ├── ResourceNotFoundError         404 ResourceNotFoundException
     ├── AuthenticationError           403 UnrecognizedClientException
+    │   └── ExpiredTokenError         403 ExpiredTokenException
     ├── AccessDeniedError             403 AccessDeniedException
     ├── ThrottlingError               429 ThrottlingException
     ├── ServiceQuotaExceededError     400 ServiceQuotaExceededException
@@ -36,6 +37,7 @@ from bedrock_gateway.eventstream import exception_frame
 __all__ = [
     "AccessDeniedError",
     "AuthenticationError",
+    "ExpiredTokenError",
     "GatewayError",
     "ModelTimeoutError",
     "PayloadTooLargeError",
@@ -103,6 +105,10 @@ class ResourceNotFoundError(GatewayError):
 class AuthenticationError(GatewayError):
     status = 403
     code = "UnrecognizedClientException"
+
+
+class ExpiredTokenError(AuthenticationError):
+    code = "ExpiredTokenException"
 
 
 class AccessDeniedError(GatewayError):

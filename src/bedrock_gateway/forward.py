@@ -106,8 +106,9 @@ class SigV4Forwarder:
 
     ``credentials`` is any botocore credentials object (``botocore.credentials.Credentials``
     or a refreshable one); when omitted, the standard AWS chain is resolved on first use
-    (``session`` — a boto3 or botocore session — if given). ``sleep`` is injectable so
-    tests never wait for backoff.
+    (``session`` — a boto3 or botocore session — if given). ``credentials_for(call)`` may
+    pick other credentials per call (a tenant's assumed role; ``None`` falls back to the
+    default). ``sleep`` is injectable so tests never wait for backoff.
     """
 
     def __init__(
@@ -125,6 +126,7 @@ class SigV4Forwarder:
         max_connections: int = 128,
         sleep: Callable[[float], None] = time.sleep,
         signing_name: str = "bedrock",
+        credentials_for: Callable[[Call], Any] | None = None,
     ) -> None:
         if not _REGION.match(region):
             raise ValueError(f"not an AWS region name: {region!r}")
@@ -143,6 +145,7 @@ class SigV4Forwarder:
         self.max_attempts = max(1, max_attempts)
         self._credentials = credentials
         self._session = session
+        self._credentials_for = credentials_for
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         # One pool for the one configured host (a PoolManager would re-parse the URL per call).
         self._pool = urllib3.connection_from_url(
@@ -157,7 +160,11 @@ class SigV4Forwarder:
 
     # -- credentials -------------------------------------------------------------------
 
-    def _frozen_credentials(self) -> Any:
+    def _frozen_credentials(self, call: Call) -> Any:
+        if self._credentials_for is not None:
+            chosen = self._credentials_for(call)  # e.g. a tenant's assumed role
+            if chosen is not None:
+                return chosen.get_frozen_credentials()
         if self._credentials is None:
             if self._session is not None:
                 self._credentials = self._session.get_credentials()
@@ -180,7 +187,7 @@ class SigV4Forwarder:
         headers["host"] = self._host
         request = AWSRequest(call.method, url, data=call.body, headers=headers)
         request.context["payload_sha256"] = hashlib.sha256(call.body).hexdigest()
-        _SigV4(self._frozen_credentials(), self.signing_name, self.region).add_auth(request)
+        _SigV4(self._frozen_credentials(call), self.signing_name, self.region).add_auth(request)
         return dict(request.headers.items())
 
     def _attempt(self, call: Call, target: str) -> Response:

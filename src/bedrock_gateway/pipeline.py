@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bedrock_gateway.call import Call, Principal, Response
+from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import GatewayError, PayloadTooLargeError, ValidationError
 from bedrock_gateway.operations import route
 
 if TYPE_CHECKING:
+    from bedrock_gateway.auth.access import Rule
+    from bedrock_gateway.auth.dispatch import Authorizer
     from bedrock_gateway.config import GatewayConfig
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "Gateway", "Handler", "Middleware", "Next"]
@@ -42,19 +44,15 @@ def _link(middleware: Middleware, next_: Next) -> Next:
     return step
 
 
-def _anonymous(call: Call, next_: Next) -> Response:
-    if call.principal is None:
-        call.principal = Principal.anonymous()
-    return next_(call)
-
-
 class Gateway:
-    """Routes a raw HTTP request, runs the middleware chain, and never lets an error escape.
+    """Routes a raw request, authenticates and authorizes it, runs the middleware chain, and
+    never lets an error escape.
 
-    ``handler`` is the terminal step (normally a :class:`SigV4Forwarder`). ``middleware`` runs
-    outermost first. With ``anonymous=True`` calls that no authenticator claimed run as
-    :meth:`Principal.anonymous`; without it (and with no authenticator in the chain) a
-    principal is never set, which later policies treat as unauthenticated.
+    ``handler`` is the terminal step (normally a :class:`SigV4Forwarder`). The chain is:
+    authentication (``authorizers``; a call without credentials is refused unless
+    ``anonymous=True``), then the ``access_rules`` (when given, whatever no rule allows is
+    denied), then ``middleware`` outermost first, then ``handler``. A gateway with neither
+    authorizers nor ``anonymous=True`` cannot be built: deny by default, said at construction.
     """
 
     def __init__(
@@ -62,17 +60,26 @@ class Gateway:
         handler: Handler,
         middleware: Sequence[Middleware] = (),
         *,
+        authorizers: Sequence[Authorizer] = (),
+        access_rules: Sequence[Rule] | None = None,
         anonymous: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
+        from bedrock_gateway.auth.access import AccessPolicy
+        from bedrock_gateway.auth.dispatch import AuthMiddleware
+
+        if not authorizers and not anonymous:
+            raise ValueError(
+                "no authorizer is configured: pass authorizers=[...] or anonymous=True")
         self.handler = handler
         self.middleware = tuple(middleware)
         self.anonymous = anonymous
         self.max_body_bytes = max_body_bytes
+        stack: list[Middleware] = [AuthMiddleware(authorizers, anonymous=anonymous)]
+        if access_rules is not None:
+            stack.append(AccessPolicy(access_rules))
+        stack += self.middleware
         chain: Next = handler
-        stack: list[Middleware] = list(self.middleware)
-        if anonymous:
-            stack.append(_anonymous)
         for mw in reversed(stack):
             chain = _link(mw, chain)
         self._chain = chain

@@ -1,0 +1,179 @@
+"""Access rules: which principal may use which model and operation.
+
+A rule is a plain value. It *applies* to a principal when the principal matches every selector
+the rule sets (``tenants``, ``groups``, ``scopes``, ``subjects``: any one listed value; an unset
+selector matches everyone). An applying rule then says, for one operation and model:
+
+- ``DENY`` when the model matches ``deny_models`` (deny always wins), else
+- ``ALLOW`` when the operation is in ``allow_operations`` (default: all) and the model matches
+  ``allow_models`` (default: all; operations that name no model pass the model check), else
+- nothing (``None``).
+
+Rules compose: ``a | b`` allows what either allows, ``a & b`` only what both allow, and a deny
+from either side wins in both. :class:`AccessPolicy` is the middleware: with rules configured,
+whatever no rule allows is denied; the message names the deciding rule, never a credential.
+
+    >>> rule = AccessRule("team-a", tenants=("a",), allow_models=("anthropic.*",))
+    >>> rule.allows(Principal("u", tenant="a"), "Converse", "anthropic.claude-v2")
+    True
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from bedrock_gateway.call import Call, Principal, Response
+from bedrock_gateway.errors import AccessDeniedError
+
+if TYPE_CHECKING:
+    from bedrock_gateway.pipeline import Next
+
+__all__ = ["AccessPolicy", "AccessRule", "Decision", "Rule", "resource_model"]
+
+
+class Decision(Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    rule: str
+
+
+class Rule:
+    """Base of composable rules: ``evaluate`` returns a :class:`Verdict` or ``None``."""
+
+    name: str = "rule"
+
+    def evaluate(self, principal: Principal, operation: str, model: str | None) -> Verdict | None:
+        raise NotImplementedError
+
+    def allows(self, principal: Principal, operation: str, model: str | None = None) -> bool:
+        verdict = self.evaluate(principal, operation, model)
+        return verdict is not None and verdict.decision is Decision.ALLOW
+
+    def __or__(self, other: Rule) -> Rule:
+        return _Either(self, other)
+
+    def __and__(self, other: Rule) -> Rule:
+        return _Both(self, other)
+
+
+def _globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns))
+
+
+@dataclass(frozen=True, eq=False)
+class AccessRule(Rule):
+    name: str = "rule"
+    tenants: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()
+    allow_models: tuple[str, ...] = ()
+    deny_models: tuple[str, ...] = ()
+    allow_operations: tuple[str, ...] = ()
+
+    @cached_property
+    def _allow(self) -> re.Pattern[str] | None:
+        return _globs(self.allow_models)
+
+    @cached_property
+    def _deny(self) -> re.Pattern[str] | None:
+        return _globs(self.deny_models)
+
+    def applies_to(self, p: Principal) -> bool:
+        return (
+            (not self.tenants or p.tenant in self.tenants)
+            and (not self.subjects or p.subject in self.subjects)
+            and (not self.groups or not p.groups.isdisjoint(self.groups))
+            and (not self.scopes or not p.scopes.isdisjoint(self.scopes))
+        )
+
+    def evaluate(self, principal: Principal, operation: str, model: str | None) -> Verdict | None:
+        if not self.applies_to(principal):
+            return None
+        if model is not None and self._deny is not None and self._deny.fullmatch(model):
+            return Verdict(Decision.DENY, self.name)
+        if self.allow_operations and operation not in self.allow_operations:
+            return None
+        if model is not None and self._allow is not None and not self._allow.fullmatch(model):
+            return None
+        return Verdict(Decision.ALLOW, self.name)
+
+
+@dataclass(frozen=True)
+class _Either(Rule):
+    left: Rule
+    right: Rule
+
+    def evaluate(self, principal: Principal, operation: str, model: str | None) -> Verdict | None:
+        a = self.left.evaluate(principal, operation, model)
+        b = self.right.evaluate(principal, operation, model)
+        for v in (a, b):
+            if v is not None and v.decision is Decision.DENY:
+                return v
+        return a or b
+
+
+@dataclass(frozen=True)
+class _Both(Rule):
+    left: Rule
+    right: Rule
+
+    def evaluate(self, principal: Principal, operation: str, model: str | None) -> Verdict | None:
+        a = self.left.evaluate(principal, operation, model)
+        b = self.right.evaluate(principal, operation, model)
+        for v in (a, b):
+            if v is not None and v.decision is Decision.DENY:
+                return v
+        if a is not None and b is not None:
+            return Verdict(Decision.ALLOW, f"{a.rule} & {b.rule}")
+        return None
+
+
+def resource_model(call: Call) -> str | None:
+    """The model a call uses: from the path, or from the body for StartAsyncInvoke."""
+    if call.model_id is not None:
+        return call.model_id
+    if call.operation.name == "StartAsyncInvoke":
+        model = call.json().get("modelId")
+        return str(model) if model is not None else ""
+    return None
+
+
+class AccessPolicy:
+    """Middleware: refuse what the rules do not allow (403 ``AccessDeniedException``)."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = tuple(rules)
+
+    def decide(self, principal: Principal, operation: str, model: str | None) -> Verdict | None:
+        allowed: Verdict | None = None
+        for rule in self.rules:
+            verdict = rule.evaluate(principal, operation, model)
+            if verdict is not None and verdict.decision is Decision.DENY:
+                return verdict
+            allowed = allowed or verdict
+        return allowed
+
+    def __call__(self, call: Call, next_: Next) -> Response:
+        principal = call.principal or Principal.anonymous()
+        model = resource_model(call)
+        verdict = self.decide(principal, call.operation.name, model)
+        target = f"model {model}" if model else call.operation.name
+        if verdict is None:
+            raise AccessDeniedError(f"No access rule allows {target} for this caller.")
+        if verdict.decision is Decision.DENY:
+            raise AccessDeniedError(f"Access rule '{verdict.rule}' denies {target}.")
+        return next_(call)

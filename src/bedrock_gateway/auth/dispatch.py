@@ -1,0 +1,128 @@
+"""Credential dispatch: find the credential a client sent and hand it to the right authorizer.
+
+What an unmodified boto3 can send, and who gets it:
+
+- ``Authorization: Bearer <token>`` (``AWS_BEARER_TOKEN_BEDROCK``): a JWT when the token *is*
+  one — three base64url segments whose first decodes to a JSON header with ``alg`` — else an
+  API key. The shape decides; a token is never tried against a second authorizer kind.
+- ``x-api-key: <key>``: an API key.
+- ``Authorization: AWS4-HMAC-SHA256 ...``: a gateway-issued SigV4 access key.
+
+Failures are 403s shaped like Bedrock's (``UnrecognizedClientException``, or
+``ExpiredTokenException``) with a short reason; the credential itself is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from bedrock_gateway.call import Call, Principal, Response
+from bedrock_gateway.errors import AuthenticationError, GatewayError
+
+if TYPE_CHECKING:
+    from bedrock_gateway.pipeline import Next
+
+__all__ = ["AuthMiddleware", "Authorizer", "Credential", "CredentialKind", "read_credential"]
+
+log = logging.getLogger("bedrock_gateway.auth")
+
+CredentialKind = Literal["jwt", "api_key", "sigv4"]
+MAX_CREDENTIAL_BYTES = 16 * 1024  # checked before any parsing
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    kind: CredentialKind
+    value: str  # the token, key, or the whole SigV4 Authorization header
+
+
+class Authorizer(Protocol):
+    """Turns one kind of credential into a :class:`Principal`, or raises an
+    :class:`AuthenticationError` (or a 5xx :class:`GatewayError` when it cannot decide)."""
+
+    kind: CredentialKind
+
+    def authenticate(self, credential: Credential, call: Call) -> Principal: ...
+
+
+def _looks_like_jwt(token: str) -> bool:
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0]:
+        return False
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (ValueError, binascii.Error):
+        return False
+    return isinstance(header, dict) and "alg" in header
+
+
+def read_credential(headers: dict[str, str]) -> Credential | None:
+    """The credential in these (lower-cased) headers, classified; ``None`` if there is none."""
+    auth = headers.get("authorization")
+    api_key = headers.get("x-api-key")
+    if auth is not None and api_key is not None:
+        raise AuthenticationError("Send one credential, not both Authorization and x-api-key.")
+    value = auth if auth is not None else api_key
+    if value is None:
+        return None
+    if len(value) > MAX_CREDENTIAL_BYTES:
+        raise AuthenticationError("The credential is too large.")
+    if api_key is not None:
+        return Credential("api_key", api_key.strip())
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() == "bearer" and rest.strip():
+        token = rest.strip()
+        return Credential("jwt" if _looks_like_jwt(token) else "api_key", token)
+    if scheme == "AWS4-HMAC-SHA256":
+        return Credential("sigv4", value)
+    raise AuthenticationError("The Authorization header uses an unsupported scheme.")
+
+
+class AuthMiddleware:
+    """Authenticate every call; set ``call.principal``.
+
+    With ``anonymous=True`` a call without a credential this gateway can check (none at all,
+    or one of a kind no authorizer handles, e.g. a boto3 signing with its own AWS keys) runs as
+    :meth:`Principal.anonymous`; a credential of a configured kind is always verified — a bad
+    token is refused, never downgraded to anonymous.
+    """
+
+    def __init__(self, authorizers: Sequence[Authorizer], *, anonymous: bool = False) -> None:
+        self.by_kind: dict[str, Authorizer] = {}
+        for authorizer in authorizers:
+            if authorizer.kind in self.by_kind:
+                raise ValueError(f"two authorizers for {authorizer.kind} credentials")
+            self.by_kind[authorizer.kind] = authorizer
+        self.anonymous = anonymous
+
+    def __call__(self, call: Call, next_: Next) -> Response:
+        credential = read_credential(call.headers)
+        authorizer = self.by_kind.get(credential.kind) if credential is not None else None
+        if authorizer is None or credential is None:
+            if self.anonymous:  # nothing this gateway could check: the caller is anonymous
+                call.principal = Principal.anonymous()
+                return next_(call)
+            if credential is None:
+                raise AuthenticationError(
+                    "Missing credentials: this gateway requires a token or key.")
+            raise AuthenticationError(f"This gateway does not accept {_NAMES[credential.kind]}.")
+        try:
+            call.principal = authorizer.authenticate(credential, call)
+        except AuthenticationError as exc:
+            log.info("authentication failed (%s): %s", credential.kind, exc.message)
+            raise
+        except GatewayError:
+            raise
+        except Exception as exc:  # an authorizer bug must not let a call through
+            log.exception("authorizer %s failed", type(authorizer).__name__)
+            raise GatewayError() from exc
+        return next_(call)
+
+
+_NAMES = {"jwt": "JWT bearer tokens", "api_key": "API keys", "sigv4": "SigV4-signed requests"}
