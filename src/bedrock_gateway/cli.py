@@ -21,8 +21,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     app = ASGIApp(build_gateway(config), max_workers=config.gateway.worker_threads)
-    print(f"bedrock-gateway serving on http://{args.host}:{args.port}", file=sys.stderr)
-    serve(app, args.host, args.port, log_level=args.log_level)
+    scheme = "https" if args.ssl_certfile else "http"
+    print(f"bedrock-gateway serving on {scheme}://{args.host}:{args.port}", file=sys.stderr)
+    tls = {}
+    if args.ssl_certfile:
+        tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
+    serve(app, args.host, args.port, log_level=args.log_level, **tls)
     return 0
 
 
@@ -37,6 +41,21 @@ def _check_config(args: argparse.Namespace) -> int:
             print(f"  {path}: {message}")
         return 1
     print(f"{args.file}: OK")
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    from bedrock_gateway.auth.api_keys import generate_api_key
+
+    key, digest = generate_api_key()
+    print(f"key     {key}")
+    print(f"sha256  {digest}")
+    print("\nGive the key to the client (it is shown once); put only the hash in the config:\n")
+    print("[[auth.api_keys]]")
+    print(f'sha256 = "{digest}"')
+    print(f'subject = "{args.subject}"')
+    if args.tenant:
+        print(f'tenant = "{args.tenant}"')
     return 0
 
 
@@ -57,10 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(func=_check_config)
+    key = sub.add_parser("api-key", help="generate an API key and print its SHA-256 for the config")
+    key.add_argument("--subject", default="client")
+    key.add_argument("--tenant", default=None)
+    key.set_defaults(func=_api_key)
     demo = sub.add_parser("demo", help="a self-contained demo against a fake Bedrock")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)

@@ -52,9 +52,11 @@ class BackgroundServer:
     def __init__(self, target: Gateway | ASGIApp, host: str = "127.0.0.1", port: int = 0,
                  **uvicorn_options: Any) -> None:
         self.app = target if isinstance(target, ASGIApp) else ASGIApp(target)
+        uvicorn_options.setdefault("timeout_graceful_shutdown", 2)
         self._server = _uvicorn().Server(_config(self.app, host, port, **uvicorn_options))
         self._thread = threading.Thread(target=self._server.run, name="bgw-server", daemon=True)
         self.host = host
+        self.scheme = "https" if uvicorn_options.get("ssl_certfile") else "http"
 
     @property
     def port(self) -> int:
@@ -63,7 +65,7 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self) -> BackgroundServer:
         self._thread.start()

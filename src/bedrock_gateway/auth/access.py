@@ -5,9 +5,10 @@ the rule sets (``tenants``, ``groups``, ``scopes``, ``subjects``: any one listed
 selector matches everyone). An applying rule then says, for one operation and model:
 
 - ``DENY`` when the model matches ``deny_models`` (deny always wins), else
-- ``ALLOW`` when the operation is in ``allow_operations`` (default: all) and the model matches
-  ``allow_models`` (default: all; operations that name no model pass the model check), else
-- nothing (``None``).
+- ``ALLOW`` when the rule allows something (``allow_models`` or ``allow_operations`` set), the
+  operation is in ``allow_operations`` (unset: any) and the model matches ``allow_models``
+  (unset: any; operations that name no model pass the model check), else
+- nothing (``None``). A rule with only ``deny_models`` never allows anything.
 
 Rules compose: ``a | b`` allows what either allows, ``a & b`` only what both allow, and a deny
 from either side wins in both. :class:`AccessPolicy` is the middleware: with rules configured,
@@ -105,6 +106,8 @@ class AccessRule(Rule):
             return None
         if model is not None and self._deny is not None and self._deny.fullmatch(model):
             return Verdict(Decision.DENY, self.name)
+        if not self.allow_models and not self.allow_operations:
+            return None  # a rule that names nothing to allow only denies
         if self.allow_operations and operation not in self.allow_operations:
             return None
         if model is not None and self._allow is not None and not self._allow.fullmatch(model):

@@ -23,6 +23,7 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from botocore.credentials import Credentials
@@ -150,28 +151,28 @@ class TenantRoleCredentials:
                 return credentials  # another thread refreshed it while we waited
             if entry.attempts != seen and entry.error is not None:
                 raise ServiceUnavailableError(_MESSAGE) from entry.error  # shared failure
-            entry.attempts += 1
             try:
                 credentials, refresh_at = self._assume(role_arn, *key)
             except ServiceUnavailableError as exc:
                 entry.error = exc.__cause__
                 raise
-            entry.value, entry.error = (credentials, refresh_at), None
+            else:
+                entry.value, entry.error = (credentials, refresh_at), None
+            finally:
+                entry.attempts += 1  # after the call: who waited for it shares its outcome
             return credentials
 
     def _evict(self) -> None:
-        """With ``_lock`` held, before an insert: make room, dropping entries that hold no
-        usable credentials and are not being fetched first, then the least recently used."""
+        """With ``_lock`` held, before an insert: drop every entry that holds no usable
+        credentials and is not being fetched, then the least recently used, to make room."""
         if len(self._entries) < self.max_entries:
             return
         now = self._clock()
-        low = self.max_entries * 9 // 10  # evict in batches, not one scan per insert
+        low = self.max_entries - max(1, self.max_entries // 100)  # one scan per batch
         for key, entry in list(self._entries.items()):
-            if len(self._entries) <= low:
-                break
             if entry.attempts and not entry.lock.locked() and entry.fresh(now) is None:
                 del self._entries[key]
-        while len(self._entries) >= self.max_entries:
+        while len(self._entries) > low:
             self._entries.popitem(last=False)
 
     def _client(self) -> Any:
@@ -199,6 +200,7 @@ class TenantRoleCredentials:
 
     def _assume(self, role_arn: str, tenant: str, subject: str) -> tuple[Credentials, float]:
         prefix = self.session_name_prefix
+        asked_at = self._clock()
         try:
             answer = self._client().assume_role(
                 RoleArn=role_arn,
@@ -212,13 +214,23 @@ class TenantRoleCredentials:
             found = answer["Credentials"]
             credentials = Credentials(found["AccessKeyId"], found["SecretAccessKey"],
                                       found["SessionToken"], method="assume-role")
-            refresh_at = found["Expiration"].timestamp() - self.refresh_margin_s
-        except (BotoCoreError, ClientError, KeyError, TypeError, AttributeError) as exc:
+            # The lifetime by STS's clock (Expiration - Date), counted from when we asked on
+            # ours: a skewed gateway clock neither keeps dead credentials nor refreshes early.
+            lifetime = found["Expiration"].timestamp() - _sts_time(answer, asked_at)
+            refresh_at = asked_at + lifetime - self.refresh_margin_s
+        except (BotoCoreError, ClientError, KeyError, TypeError, ValueError, AttributeError
+                ) as exc:
             log.error("could not assume role %s for tenant %r: %s", role_arn, tenant,
                       _describe(exc))
             raise ServiceUnavailableError(_MESSAGE) from exc
         log.info("assumed role %s for tenant %r (subject %r)", role_arn, tenant, subject)
         return credentials, refresh_at
+
+
+def _sts_time(answer: Any, default: float) -> float:
+    """The ``Date`` of STS's answer (epoch seconds), or ``default`` when there is none."""
+    sent = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    return parsedate_to_datetime(sent).timestamp() if sent else default
 
 
 def _describe(exc: BaseException) -> str:

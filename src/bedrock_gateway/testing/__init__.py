@@ -17,5 +17,13 @@ from bedrock_gateway.testing.fake_bedrock import (
     FakeBedrock,
     RecordedRequest,
 )
+from bedrock_gateway.testing.tokens import TokenIssuer
 
-__all__ = ["FAKE_ACCESS_KEY", "FAKE_SECRET_KEY", "FakeBedrock", "RecordedRequest", "bedrock_client"]
+__all__ = [
+    "FAKE_ACCESS_KEY",
+    "FAKE_SECRET_KEY",
+    "FakeBedrock",
+    "RecordedRequest",
+    "TokenIssuer",
+    "bedrock_client",
+]

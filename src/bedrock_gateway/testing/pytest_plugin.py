@@ -19,7 +19,7 @@ import pytest
 if TYPE_CHECKING:
     from bedrock_gateway.testing.fake_bedrock import FakeBedrock
 
-__all__ = ["bedrock_client_factory", "fake_bedrock", "fake_bedrock_server"]
+__all__ = ["bedrock_client_factory", "fake_bedrock", "fake_bedrock_server", "token_issuer"]
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +50,12 @@ def bedrock_client_factory() -> Iterator[Callable[..., Any]]:
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def token_issuer() -> Iterator[Any]:
+    """A :class:`~bedrock_gateway.testing.TokenIssuer` with its JWKS served on loopback."""
+    from bedrock_gateway.testing.tokens import TokenIssuer
+
+    with TokenIssuer() as issuer:
+        yield issuer

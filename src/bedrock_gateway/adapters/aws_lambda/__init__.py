@@ -1,0 +1,1 @@
+"""AWS Lambda adapters: API Gateway authorizers (and, later, the forwarder handler)."""
