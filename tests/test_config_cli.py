@@ -104,6 +104,7 @@ def test_demo_runs_without_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> N
     assert run_demo(out) == 0
     text = out.getvalue()
     for marker in ("1. Converse", "2. ConverseStream", "3. InvokeModel", "4. Bedrock throttled",
-                   "5. A policy refused", "AccessDeniedException"):
+                   "5. An access rule refused", "AccessDeniedException",
+                   "6. A call without a token was refused", "UnrecognizedClientException"):
         assert marker in text
     assert json.dumps(text)  # printable

@@ -1,39 +1,24 @@
 """``bedrock-gateway demo``: the whole path on this machine, with no AWS account.
 
-Starts :class:`FakeBedrock` and a gateway on free loopback ports, then drives the gateway with
-an ordinary boto3 ``bedrock-runtime`` client: Converse, ConverseStream (printed as it
-arrives), InvokeModel, an upstream throttle absorbed by the gateway's retry, and a policy
-refusing a model.
+Starts :class:`FakeBedrock`, a JWT issuer and a gateway on free loopback ports, then drives the
+gateway with an ordinary boto3 ``bedrock-runtime`` client carrying a JWT: Converse,
+ConverseStream (printed as it arrives), InvokeModel, an upstream throttle absorbed by the
+gateway's retry, an access rule refusing a model, and a call without a token refused.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from typing import TextIO
 
-from bedrock_gateway.call import Call, Response
-from bedrock_gateway.errors import AccessDeniedError
+from bedrock_gateway.auth.access import AccessRule
 from bedrock_gateway.forward import SigV4Forwarder
-from bedrock_gateway.pipeline import Gateway, Next
+from bedrock_gateway.pipeline import Gateway
 
 __all__ = ["run_demo"]
 
 CLAUDE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 TITAN = "amazon.titan-text-express-v1"
-
-
-class OnlyModels:
-    """A policy in six lines: refuse every model outside a list of globs."""
-
-    def __init__(self, *patterns: str) -> None:
-        self.patterns = patterns
-
-    def __call__(self, call: Call, next_: Next) -> Response:
-        model = call.model_id
-        if model is not None and not any(fnmatch.fnmatch(model, p) for p in self.patterns):
-            raise AccessDeniedError(f"Model {model} is not allowed by policy OnlyModels.")
-        return next_(call)
 
 
 def run_demo(out: TextIO) -> int:
@@ -42,32 +27,40 @@ def run_demo(out: TextIO) -> int:
     from botocore.config import Config
     from botocore.credentials import Credentials
 
+    from bedrock_gateway.auth.jwt import JWTAuthorizer
+    from bedrock_gateway.auth.jwt_keys import JWKSKeys
+    from bedrock_gateway.client import gateway_client
     from bedrock_gateway.serve import BackgroundServer
-    from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
+    from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock, TokenIssuer
 
     def say(text: str = "", end: str = "\n") -> None:
         out.write(text + end)
         out.flush()
 
-    with FakeBedrock() as fake:
+    with FakeBedrock() as fake, TokenIssuer() as issuer:
         forwarder = SigV4Forwarder(
             region="us-east-1",
             endpoint_url=fake.endpoint_url,
             credentials=Credentials(FAKE_ACCESS_KEY, FAKE_SECRET_KEY),
             backoff_base=0.05,
         )
-        gateway = Gateway(forwarder, [OnlyModels("*anthropic.*", "amazon.*")], anonymous=True)
+        gateway = Gateway(
+            forwarder,
+            authorizers=[JWTAuthorizer(JWKSKeys(issuer.jwks_url), issuer=issuer.issuer,
+                                       audience=issuer.audience)],
+            access_rules=[AccessRule("demo-team", tenants=("demo",),
+                                     allow_models=("*anthropic.*", "amazon.*"))],
+        )
         with BackgroundServer(gateway) as server:
+            token = issuer.issue("dana", tenant="demo", groups=["engineering"])
             say("bedrock-gateway demo")
             say(f"  fake Bedrock : {fake.endpoint_url}  (checks the SigV4 signature of every call)")
-            say(f"  gateway      : {server.url}  (anonymous; forwards re-signed calls)")
+            say(f"  gateway      : {server.url}  (JWT required; rule 'demo-team' allows"
+                " anthropic.* and amazon.* for tenant demo)")
+            say("  client       : boto3, Authorization: Bearer <JWT for dana, tenant demo>")
             say()
-            client = boto3.client(
-                "bedrock-runtime",
-                region_name="us-east-1",
-                endpoint_url=server.url,
-                config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
-            )
+            no_retry = Config(retries={"total_max_attempts": 1})
+            client = gateway_client(server.url, token=token, config=no_retry)
             messages = [{"role": "user", "content": [{"text": "Say hello to the gateway."}]}]
 
             reply = client.converse(modelId=CLAUDE, messages=messages)
@@ -104,16 +97,29 @@ def run_demo(out: TextIO) -> int:
 
             try:
                 client.converse(modelId="meta.llama3-1-8b-instruct-v1:0", messages=messages)
-                say("5. ERROR: the policy did not refuse the call")
+                say("5. ERROR: the access rules did not refuse the call")
                 return 1
             except client.exceptions.AccessDeniedException as exc:
-                say("5. A policy refused meta.llama3-1-8b-instruct-v1:0 before it left the"
+                say("5. An access rule refused meta.llama3-1-8b-instruct-v1:0 before it left the"
                     f" gateway:\n   -> AccessDeniedException: {exc.response['Error']['Message']}")
+
+            anonymous = boto3.client("bedrock-runtime", region_name="us-east-1",
+                                     endpoint_url=server.url,
+                                     config=no_retry.merge(Config(signature_version=UNSIGNED)))
+            try:
+                anonymous.converse(modelId=CLAUDE, messages=messages)
+                say("6. ERROR: a call without a token got through")
+                return 1
+            except anonymous.exceptions.ClientError as exc:
+                say("6. A call without a token was refused:\n   -> "
+                    f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}")
 
             keys = {r.access_key for r in fake.requests}
             say()
             say(f"Fake Bedrock received {len(fake.requests)} requests, all signed with the"
-                f" gateway's key ({', '.join(sorted(k or '-' for k in keys))});"
-                " the client itself sent no credentials.")
+                f" gateway's own key ({', '.join(sorted(k or '-' for k in keys))});"
+                " the client's token never left the gateway.")
+            client.close()
+            anonymous.close()
         forwarder.close()
     return 0

@@ -35,7 +35,7 @@ from bedrock_gateway.errors import AccessDeniedError
 if TYPE_CHECKING:
     from bedrock_gateway.pipeline import Next
 
-__all__ = ["AccessPolicy", "AccessRule", "Decision", "Rule", "resource_model"]
+__all__ = ["AccessPolicy", "AccessRule", "Decision", "Rule", "model_names", "resource_model"]
 
 
 class Decision(Enum):
@@ -66,6 +66,28 @@ class Rule:
 
     def __and__(self, other: Rule) -> Rule:
         return _Both(self, other)
+
+
+_GEO_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", "global.")
+
+
+def model_names(model: str) -> tuple[str, ...]:
+    """The names a model id is matched by: as sent, and its foundation-model id when the id is
+    a foundation-model or inference-profile ARN or a cross-region profile — so a rule on
+    ``anthropic.claude-*`` also covers ``us.anthropic.claude-...`` and their ARNs.
+    (Application inference profiles hide their model; they match only as sent.)"""
+    base = model
+    if base.startswith("arn:") and ("foundation-model/" in base or ":inference-profile/" in base):
+        base = base.rsplit("/", 1)[-1]
+    for prefix in _GEO_PREFIXES:
+        if base.startswith(prefix):
+            base = base[len(prefix):]
+            break
+    return (model,) if base == model else (model, base)
+
+
+def _matches(pattern: re.Pattern[str] | None, names: tuple[str, ...]) -> bool:
+    return pattern is not None and any(pattern.fullmatch(n) for n in names)
 
 
 def _globs(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -104,13 +126,14 @@ class AccessRule(Rule):
     def evaluate(self, principal: Principal, operation: str, model: str | None) -> Verdict | None:
         if not self.applies_to(principal):
             return None
-        if model is not None and self._deny is not None and self._deny.fullmatch(model):
+        names = model_names(model) if model is not None else ()
+        if names and _matches(self._deny, names):
             return Verdict(Decision.DENY, self.name)
         if not self.allow_models and not self.allow_operations:
             return None  # a rule that names nothing to allow only denies
         if self.allow_operations and operation not in self.allow_operations:
             return None
-        if model is not None and self._allow is not None and not self._allow.fullmatch(model):
+        if names and self._allow is not None and not _matches(self._allow, names):
             return None
         return Verdict(Decision.ALLOW, self.name)
 

@@ -2,9 +2,9 @@
 
 What an unmodified boto3 can send, and who gets it:
 
-- ``Authorization: Bearer <token>`` (``AWS_BEARER_TOKEN_BEDROCK``): a JWT when the token *is*
-  one — three base64url segments whose first decodes to a JSON header with ``alg`` — else an
-  API key. The shape decides; a token is never tried against a second authorizer kind.
+- ``Authorization: Bearer <token>`` (``AWS_BEARER_TOKEN_BEDROCK``): a JWT when the token has a
+  JWT's shape — three base64url segments — else an API key. The shape decides; a token is never
+  tried against a second authorizer kind.
 - ``x-api-key: <key>``: an API key.
 - ``Authorization: AWS4-HMAC-SHA256 ...``: a gateway-issued SigV4 access key.
 
@@ -14,10 +14,8 @@ Failures are 403s shaped like Bedrock's (``UnrecognizedClientException``, or
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -51,15 +49,14 @@ class Authorizer(Protocol):
     def authenticate(self, credential: Credential, call: Call) -> Principal: ...
 
 
+_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+
+
 def _looks_like_jwt(token: str) -> bool:
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[0]:
-        return False
-    try:
-        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
-    except (ValueError, binascii.Error):
-        return False
-    return isinstance(header, dict) and "alg" in header
+    """A JWT by its shape alone — three base64url segments — so a JWT with a corrupted header
+    still goes to the JWT authorizer (and is refused) rather than being taken for an API key.
+    Gateway API keys (``bgw_...``) never contain dots."""
+    return _JWT_SHAPE.match(token) is not None
 
 
 def read_credential(headers: dict[str, str]) -> Credential | None:
@@ -87,10 +84,10 @@ def read_credential(headers: dict[str, str]) -> Credential | None:
 class AuthMiddleware:
     """Authenticate every call; set ``call.principal``.
 
-    With ``anonymous=True`` a call without a credential this gateway can check (none at all,
-    or one of a kind no authorizer handles, e.g. a boto3 signing with its own AWS keys) runs as
-    :meth:`Principal.anonymous`; a credential of a configured kind is always verified — a bad
-    token is refused, never downgraded to anonymous.
+    With ``anonymous=True`` a call without a credential — or with a SigV4 signature when no
+    SigV4 keys are configured (a boto3 signing with its own AWS keys) — runs as
+    :meth:`Principal.anonymous`. Any other credential is verified or refused, never
+    downgraded to anonymous.
     """
 
     def __init__(self, authorizers: Sequence[Authorizer], *, anonymous: bool = False) -> None:
@@ -105,7 +102,9 @@ class AuthMiddleware:
         credential = read_credential(call.headers)
         authorizer = self.by_kind.get(credential.kind) if credential is not None else None
         if authorizer is None or credential is None:
-            if self.anonymous:  # nothing this gateway could check: the caller is anonymous
+            # Anonymous callers: no credential, or a SigV4 signature made with whatever AWS keys
+            # the client's boto3 happened to have. A bearer token or API key is never ignored.
+            if self.anonymous and (credential is None or credential.kind == "sigv4"):
                 call.principal = Principal.anonymous()
                 return next_(call)
             if credential is None:

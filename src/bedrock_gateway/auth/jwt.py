@@ -100,7 +100,7 @@ class JWTAuthorizer:
             raise AuthenticationError("The bearer token is too large.")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, ValueError, RecursionError):
             raise AuthenticationError(_INVALID) from None
         alg = header.get("alg")
         if alg not in self.algorithms:
@@ -117,7 +117,7 @@ class JWTAuthorizer:
                 "The security token included in the request is expired.") from None
         except jwt.ImmatureSignatureError:
             raise AuthenticationError("The bearer token is not valid yet.") from None
-        except (jwt.InvalidTokenError, ValueError, TypeError):
+        except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError):
             raise AuthenticationError(_INVALID) from None
         subject = claims.get(self.subject_claim)
         if not isinstance(subject, str) or not subject:

@@ -110,10 +110,12 @@ class JWKSKeys:
         self._clock = clock
         self._fetch = fetch
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last fetch attempt (rate limit)
         self._lock = threading.Lock()
 
     def _refresh(self) -> None:
+        self._attempted_at = self._clock()
         try:
             document = json.loads(self._fetch(self.url, self.timeout_s))
             keys: dict[str, jwt.PyJWK] = {}
@@ -141,9 +143,17 @@ class JWKSKeys:
         with self._lock:
             now = self._clock()
             if self._fetched_at is None or now - self._fetched_at >= self.ttl_s:
+                failed_recently = (
+                    self._attempted_at is not None
+                    and self._attempted_at > (self._fetched_at or float("-inf"))
+                    and now - self._attempted_at < min(self.min_refetch_s, 5.0)
+                )
+                if failed_recently:  # an outage: fail fast instead of queueing on the fetch
+                    raise ServiceUnavailableError(
+                        "The gateway cannot verify tokens right now (key set unavailable).")
                 self._refresh()
-            elif kid not in self._keys and now - self._fetched_at >= self.min_refetch_s:
-                self._refresh()  # a rotated key: refetch once
+            elif kid not in self._keys and now - (self._attempted_at or 0) >= self.min_refetch_s:
+                self._refresh()  # a rotated key: refetch once (rate-limited, also when failing)
             jwk = self._keys.get(kid)
         try:
             matches = jwk is not None and jwk.key_type == family(str(header.get("alg", "")))
