@@ -33,6 +33,7 @@ OPUS = "anthropic.claude-3-opus-20240229-v1:0"
 US_CLAUDE = f"us.{CLAUDE}"
 CLAUDE_ARN = f"arn:aws:bedrock:us-east-1::foundation-model/{CLAUDE}"
 PROFILE_ARN = f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/{US_CLAUDE}"
+APP_PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
 LLAMA = "meta.llama3-70b-instruct-v1:0"
 TITAN = "amazon.titan-text-express-v1"
 
@@ -198,6 +199,9 @@ def test_a_rule_that_names_nothing_to_allow_only_denies() -> None:
     ("anthropic.*", CLAUDE, True),
     ("anthropic.*", US_CLAUDE, True),  # a cross-region profile of the model
     ("anthropic.*", CLAUDE_ARN, True),  # the model's foundation-model ARN
+    ("anthropic.*", PROFILE_ARN, True),  # an inference-profile ARN of the model
+    ("anthropic.*", APP_PROFILE_ARN, False),  # an application profile hides its model
+    ("us.anthropic.*", CLAUDE, False),  # a profile pattern does not cover the bare model
     ("*anthropic.*", US_CLAUDE, True),
     ("*anthropic.*", CLAUDE_ARN, True),  # '*' also crosses '/' and ':'
     ("*anthropic.*", PROFILE_ARN, True),
@@ -232,11 +236,45 @@ def test_several_patterns_any_one_matches() -> None:
     assert decision(rule, ALICE, "Converse", "cohere.command-r-v1:0") is None
 
 
-@pytest.mark.parametrize("alias", [CLAUDE_ARN, US_CLAUDE, PROFILE_ARN])
+@pytest.mark.parametrize("alias", [
+    CLAUDE_ARN, US_CLAUDE, PROFILE_ARN, f"eu.{CLAUDE}", f"apac.{CLAUDE}", f"global.{CLAUDE}",
+    f"arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.{CLAUDE}",
+    f"arn:aws-us-gov:bedrock:us-gov-west-1::foundation-model/{CLAUDE}",
+])
 def test_a_deny_on_a_model_id_also_covers_its_arn_and_profiles(alias: str) -> None:
+    """Regression: a deny on the bare id was sidestepped by calling the same model through its
+    ARN or a cross-region inference profile."""
     policy = AccessPolicy([AccessRule("all", allow_models=("*",)),
                            AccessRule("no-sonnet", deny_models=(CLAUDE,))])
     assert decision(policy, ALICE, "Converse", alias) is Decision.DENY
+    other = alias.replace("3-5-sonnet-20240620", "3-haiku-20240307")
+    assert decision(policy, ALICE, "Converse", other) is Decision.ALLOW
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "access.model_names maps an inference-profile ARN straight to the bare foundation-model id "
+    "(ARN -> 'us.anthropic...' -> 'anthropic...') and drops the profile id in between, so a "
+    "pattern on the cross-region profile id ('us.*', 'us.anthropic.*') does not match the same "
+    "profile called by its ARN: e.g. an EU tenant denied 'us.*' reaches the US profile through "
+    "arn:...:inference-profile/us.anthropic..."))
+def test_a_deny_on_a_profile_id_also_covers_the_profile_arn() -> None:
+    policy = AccessPolicy([AccessRule("all", allow_models=("*",)),
+                           AccessRule("eu-stays-in-eu", deny_models=("us.*",))])
+    assert decision(policy, ALICE, "Converse", US_CLAUDE) is Decision.DENY
+    assert decision(policy, ALICE, "Converse", PROFILE_ARN) is Decision.DENY
+
+
+@pytest.mark.parametrize(("model", "names"), [
+    (CLAUDE, (CLAUDE,)),
+    (US_CLAUDE, (US_CLAUDE, CLAUDE)),
+    (CLAUDE_ARN, (CLAUDE_ARN, CLAUDE)),
+    (PROFILE_ARN, (PROFILE_ARN, CLAUDE)),
+    (APP_PROFILE_ARN, (APP_PROFILE_ARN,)),
+    ("arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc123", None),
+    ("", ("",)),
+])
+def test_model_names(model: str, names: tuple[str, ...] | None) -> None:
+    assert model_names(model) == (names or (model,))
 
 
 # -- operations without a model -------------------------------------------------------------
@@ -333,6 +371,10 @@ def _async(model: Any) -> dict[str, Any]:
 CASES = [
     ("k-alice", "POST", f"/model/{CLAUDE}/converse", MESSAGES, True, None),
     ("k-alice", "POST", f"/model/{quote(CLAUDE_ARN, safe='')}/converse", MESSAGES, True, None),
+    ("k-alice", "POST", f"/model/{quote(APP_PROFILE_ARN, safe='')}/converse", MESSAGES, False,
+     f"No access rule allows model {APP_PROFILE_ARN} for this caller."),
+    ("k-alice", "POST", f"/model/{quote(PROFILE_ARN.replace('sonnet', 'opus'), safe='')}/invoke",
+     {}, False, None),
     ("k-alice", "POST", f"/model/{US_CLAUDE}/converse-stream", MESSAGES, True, None),
     ("k-alice", "POST", f"/model/{OPUS}/converse", MESSAGES, False,
      f"Access rule 'no-opus-anywhere' denies model {OPUS}."),
@@ -428,7 +470,8 @@ SCOPES = ("s1", "s2")
 SUBJECTS = ("alice", "bob", "carol")
 PATTERNS = ("anthropic.*", "*anthropic.*", "*claude*", "meta.*", "*", "us.*", "*:0",
             "amazon.titan-?ext-*", CLAUDE, OPUS, "arn:aws:bedrock:*")
-MODELS = (CLAUDE, OPUS, US_CLAUDE, CLAUDE_ARN, PROFILE_ARN, LLAMA, TITAN, "", None)
+MODELS = (CLAUDE, OPUS, US_CLAUDE, CLAUDE_ARN, PROFILE_ARN, APP_PROFILE_ARN, f"eu.{OPUS}", LLAMA,
+          TITAN, "", None)
 OPERATION_NAMES = tuple(op.name for op in OPERATIONS)
 
 

@@ -208,7 +208,9 @@ def test_inbound_credentials_and_foreign_headers_are_not_forwarded(
             "POST", f"{gateway_server.url}/model/{CLAUDE.replace(':', '%3A')}/converse",
             body=json.dumps({"messages": MESSAGES}),
             headers={"Content-Type": "application/json",
-                     "Authorization": "Bearer client-secret-token",
+                     "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDCLIENT/20261126/"
+                                      "us-east-1/bedrock/aws4_request, SignedHeaders=host,"
+                                      " Signature=client-secret-token",
                      "X-Amz-Security-Token": "client-session-token",
                      "Cookie": "session=abc", "Host": "evil.example.com",
                      "aws-endpoint-prefix": "evil", "X-Forwarded-Host": "evil.example.com",
