@@ -108,3 +108,20 @@ def test_demo_runs_without_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> N
                    "6. A call without a token was refused", "UnrecognizedClientException"):
         assert marker in text
     assert json.dumps(text)  # printable
+
+
+def test_tenant_roles_config_builds_the_sts_hook() -> None:
+    from bedrock_gateway.auth.tenant_roles import TenantRoleCredentials
+    from bedrock_gateway.config import build_gateway, parse_config
+
+    config = parse_config({
+        "auth": {"anonymous": True},
+        "upstream": {"tenant_roles": {"duration_s": 1800, "roles": {
+            "acme": "arn:aws:iam::111122223333:role/bedrock-acme"}}},
+    })
+    gateway = build_gateway(config, credentials=object())
+    hook = gateway.handler._credentials_for  # type: ignore[attr-defined]
+    assert isinstance(hook, TenantRoleCredentials)
+    with pytest.raises(ConfigError, match="upstream.tenant_roles.roles.acme"):
+        parse_config({"auth": {"anonymous": True},
+                      "upstream": {"tenant_roles": {"roles": {"acme": "not-an-arn"}}}})

@@ -46,6 +46,15 @@ class GatewaySection(_Section):
     worker_threads: Annotated[int, Field(gt=0, le=4096)] = 128
 
 
+class TenantRolesSection(_Section):
+    """``[upstream.tenant_roles]``: sign each tenant's calls with its own assumed IAM role."""
+
+    roles: dict[str, Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")]]
+    duration_s: Annotated[int, Field(ge=900, le=43200)] = 3600
+    refresh_margin_s: Annotated[float, Field(ge=0, le=3600)] = 300
+    session_name_prefix: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,32}$")] = "bedrock-gateway"
+
+
 class UpstreamSection(_Section):
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")] = "us-east-1"
     endpoint_url: str | None = None
@@ -56,6 +65,7 @@ class UpstreamSection(_Section):
     backoff_max_s: Annotated[float, Field(ge=0, le=300)] = 8.0
     max_connections: Annotated[int, Field(ge=1, le=4096)] = 128
     profile: str | None = None  # a named AWS profile; default: the standard chain
+    tenant_roles: TenantRolesSection | None = None
 
     @field_validator("endpoint_url")
     @classmethod
@@ -133,6 +143,13 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
         "backoff_max": up.backoff_max_s,
         "max_connections": up.max_connections,
     }
+    if up.tenant_roles is not None:
+        from bedrock_gateway.auth.tenant_roles import TenantRoleCredentials
+
+        tr = up.tenant_roles
+        options["credentials_for"] = TenantRoleCredentials(
+            tr.roles, session=session, region=up.region, duration_s=tr.duration_s,
+            refresh_margin_s=tr.refresh_margin_s, session_name_prefix=tr.session_name_prefix)
     options.update(forwarder_overrides)
     if config.auth.anonymous:
         log.warning(

@@ -18,7 +18,9 @@ import hashlib
 import hmac
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -66,10 +68,14 @@ _READ_SIZE = 64 * 1024
 class _SigV4(SigV4Auth):  # type: ignore[misc]
     """botocore's SigV4 with three per-request costs removed: the body hash comes precomputed
     (botocore would prepare the whole request to get it), the headers to sign are selected once
-    (botocore selects them twice), and the derived signing key is cached per (secret, day,
+    (botocore selects them twice), and the derived signing key is cached per (access key, day,
     region, service) instead of being re-derived with four HMACs per call."""
 
-    _keys: ClassVar[dict[tuple[str, str, str, str], bytes]] = {}
+    # (access key id, day, region, service) -> derived key; least recently used evicted first.
+    # Keyed by the access key id, not the secret: no secret is held as a dictionary key.
+    _keys: ClassVar[OrderedDict[tuple[str, str, str, str], bytes]] = OrderedDict()
+    _keys_lock: ClassVar[threading.Lock] = threading.Lock()
+    _MAX_KEYS: ClassVar[int] = 4096
 
     def headers_to_sign(self, request: AWSRequest) -> Any:
         selected = request.context.get("headers_to_sign")
@@ -83,16 +89,20 @@ class _SigV4(SigV4Auth):  # type: ignore[misc]
 
     def signature(self, string_to_sign: str, request: AWSRequest) -> str:
         day = request.context["timestamp"][0:8]
-        secret = self.credentials.secret_key
-        cache_key = (secret, day, self._region_name, self._service_name)
-        key = self._keys.get(cache_key)
+        creds = self.credentials
+        cache_key = (creds.access_key, day, self._region_name, self._service_name)
+        with self._keys_lock:
+            key = self._keys.get(cache_key)
+            if key is not None:
+                self._keys.move_to_end(cache_key)
         if key is None:
-            key = self._sign(f"AWS4{secret}".encode(), day)
+            key = self._sign(f"AWS4{creds.secret_key}".encode(), day)
             for part in (self._region_name, self._service_name, "aws4_request"):
                 key = self._sign(key, part)
-            if len(self._keys) > 64:
-                self._keys.clear()
-            self._keys[cache_key] = key
+            with self._keys_lock:
+                self._keys[cache_key] = key
+                while len(self._keys) > self._MAX_KEYS:
+                    self._keys.popitem(last=False)
         return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 

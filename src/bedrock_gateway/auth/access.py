@@ -72,18 +72,19 @@ _GEO_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", "global.
 
 
 def model_names(model: str) -> tuple[str, ...]:
-    """The names a model id is matched by: as sent, and its foundation-model id when the id is
-    a foundation-model or inference-profile ARN or a cross-region profile — so a rule on
-    ``anthropic.claude-*`` also covers ``us.anthropic.claude-...`` and their ARNs.
-    (Application inference profiles hide their model; they match only as sent.)"""
-    base = model
-    if base.startswith("arn:") and ("foundation-model/" in base or ":inference-profile/" in base):
-        base = base.rsplit("/", 1)[-1]
+    """The names a model id is matched by: as sent, the profile id inside an inference-profile
+    ARN, and the foundation-model id behind a cross-region profile — so a rule on
+    ``anthropic.claude-*`` also covers ``us.anthropic.claude-...`` and both ARNs, and a rule on
+    ``us.*`` also covers the ``us.`` profile's ARN. (Application inference profiles hide their
+    model; they match only as sent.)"""
+    names = [model]
+    if model.startswith("arn:") and ("foundation-model/" in model or ":inference-profile/" in model):
+        names.append(model.rsplit("/", 1)[-1])  # the profile (or foundation-model) id
     for prefix in _GEO_PREFIXES:
-        if base.startswith(prefix):
-            base = base[len(prefix):]
+        if names[-1].startswith(prefix):
+            names.append(names[-1][len(prefix):])  # the foundation model behind a profile
             break
-    return (model,) if base == model else (model, base)
+    return tuple(names)
 
 
 def _matches(pattern: re.Pattern[str] | None, names: tuple[str, ...]) -> bool:
