@@ -122,6 +122,6 @@ def test_tenant_roles_config_builds_the_sts_hook() -> None:
     gateway = build_gateway(config, credentials=object())
     hook = gateway.handler._credentials_for  # type: ignore[attr-defined]
     assert isinstance(hook, TenantRoleCredentials)
-    with pytest.raises(ConfigError, match="upstream.tenant_roles.roles.acme"):
+    with pytest.raises(ConfigError, match=r"upstream\.tenant_roles\.roles\.acme"):
         parse_config({"auth": {"anonymous": True},
                       "upstream": {"tenant_roles": {"roles": {"acme": "not-an-arn"}}}})

@@ -78,7 +78,8 @@ def model_names(model: str) -> tuple[str, ...]:
     ``us.*`` also covers the ``us.`` profile's ARN. (Application inference profiles hide their
     model; they match only as sent.)"""
     names = [model]
-    if model.startswith("arn:") and ("foundation-model/" in model or ":inference-profile/" in model):
+    arn_with_model = "foundation-model/" in model or ":inference-profile/" in model
+    if model.startswith("arn:") and arn_with_model:
         names.append(model.rsplit("/", 1)[-1])  # the profile (or foundation-model) id
     for prefix in _GEO_PREFIXES:
         if names[-1].startswith(prefix):
