@@ -53,3 +53,16 @@ def test_documented_keys_are_the_config_keys() -> None:
     expected = leaves(GatewayConfig)
     documented = set(re.findall(r"^\| `(\w+)` \|", (ROOT / "docs" / "configuration.md").read_text(), re.M))
     assert documented == expected
+
+
+def test_auth_md_snippets() -> None:
+    import tomllib
+
+    text = (ROOT / "docs" / "auth.md").read_text()
+    for block in re.findall(r"```toml\n(.*?)```", text, re.S):
+        data = tomllib.loads(block)
+        if "auth" not in data:
+            data["auth"] = {"anonymous": True}
+        parse_config(data)
+    (rules,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "AccessRule(" in b]
+    exec(compile(rules, "docs/auth.md", "exec"), {})  # noqa: S102 - our own documentation
