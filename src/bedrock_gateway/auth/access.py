@@ -30,7 +30,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from bedrock_gateway.call import Call, Principal, Response
-from bedrock_gateway.errors import AccessDeniedError
+from bedrock_gateway.errors import AccessDeniedError, ValidationError
 
 if TYPE_CHECKING:
     from bedrock_gateway.pipeline import Next
@@ -176,7 +176,9 @@ def resource_model(call: Call) -> str | None:
         return call.model_id
     if call.operation.name == "StartAsyncInvoke":
         model = call.json().get("modelId")
-        return str(model) if model is not None else ""
+        if model is not None and not isinstance(model, str):
+            raise ValidationError("modelId must be a string.")
+        return model or ""
     return None
 
 
