@@ -91,8 +91,9 @@ def fake_bedrock() -> Iterator[Proc]:
 def gateway(upstream_url: str, *extra_toml: str) -> Iterator[Proc]:
     port = free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        auth = "" if any(t.startswith("[auth]") for t in extra_toml) else "[auth]\nanonymous = true\n"
         f.write(f'[upstream]\nregion = "us-east-1"\nendpoint_url = "{upstream_url}"\n'
-                '[auth]\nanonymous = true\n' + "\n".join(extra_toml))
+                + auth + "\n".join(extra_toml) + "\n")
     env = dict(os.environ, AWS_ACCESS_KEY_ID=FAKE_ACCESS_KEY,
                AWS_SECRET_ACCESS_KEY=FAKE_SECRET_KEY, AWS_EC2_METADATA_DISABLED="true")
     popen = subprocess.Popen(

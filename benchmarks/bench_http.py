@@ -6,6 +6,11 @@ persistent connection per target. Reported: p50/p99 of each path and the differe
 over all rounds, plus the median over rounds of the per-round p50 difference.
 
     python benchmarks/bench_http.py --concurrency 1 16 64 --rounds 5 --requests 2000
+    python benchmarks/bench_http.py --auth jwt ...   # JWT (RS256, PEM key) + access rules
+
+With ``--auth jwt`` the gateway verifies an RS256 JWT (a PEM public key) and evaluates three
+access rules on every call; the client sends the same token each time, as a real client would
+between refreshes (the gateway caches verified tokens).
 """
 
 from __future__ import annotations
@@ -25,6 +30,34 @@ BODY = json.dumps({
     "inferenceConfig": {"maxTokens": 64},
 }).encode()
 HEADERS = {"Content-Type": "application/json"}
+
+
+def _jwt_setup(directory: str) -> tuple[list[str], str]:
+    """Config lines for JWT auth + rules, and a token that passes them."""
+    import time as _time
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = f"{directory}/jwt-public.pem"
+    with open(pem, "wb") as f:
+        f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    now = int(_time.time())
+    token = jwt.encode({"sub": "bench", "tenant": "t1", "groups": ["engineering"],
+                        "iss": "https://issuer.bench", "aud": "gw", "iat": now,
+                        "exp": now + 3600}, key, algorithm="RS256")
+    lines = [
+        "[auth]\nanonymous = false",
+        f'[auth.jwt]\npublic_key_file = "{pem}"\nissuer = "https://issuer.bench"\n'
+        'audience = "gw"\nalgorithms = ["RS256"]',
+        '[[access]]\nname = "t2"\ntenants = ["t2"]\nallow_models = ["amazon.*"]',
+        '[[access]]\nname = "eng"\ngroups = ["engineering"]\nallow_models = ["*anthropic.*"]',
+        '[[access]]\nname = "no-opus"\ndeny_models = ["*opus*"]',
+    ]
+    return lines, token
 
 
 def _phase(conns: list[http.client.HTTPConnection], per_thread: int) -> list[float]:
@@ -90,8 +123,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=2000, help="per path per round")
+    parser.add_argument("--auth", choices=["anonymous", "jwt"], default="anonymous")
     args = parser.parse_args()
-    with fake_bedrock() as fake, gateway(fake.url) as gw:
+    extra: list[str] = []
+    if args.auth == "jwt":
+        import tempfile
+
+        extra, token = _jwt_setup(tempfile.mkdtemp())
+        HEADERS["Authorization"] = f"Bearer {token}"  # the fake ignores it (no signature check)
+    with fake_bedrock() as fake, gateway(fake.url, *extra) as gw:
         print("| concurrency | direct p50 | direct p99 | gateway p50 | gateway p99 |"
               " added p50 | added p99 | added p50 (median of rounds) |")
         print("|---|---|---|---|---|---|---|---|")
