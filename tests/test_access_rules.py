@@ -175,10 +175,11 @@ def test_allow_operations() -> None:
         assert rule.evaluate(ALICE, operation, None) is None
 
 
-def test_every_operation_is_allowed_when_allow_operations_is_unset() -> None:
+def test_every_model_operation_is_allowed_when_allow_operations_is_unset() -> None:
     rule = AccessRule("all", allow_models=("*",))
     for op in OPERATIONS:
-        assert rule.allows(ALICE, op.name, CLAUDE) and rule.allows(ALICE, op.name, None)
+        assert rule.allows(ALICE, op.name, CLAUDE)
+        assert not rule.allows(ALICE, op.name, None)  # model globs open no model-less operation
 
 
 def test_a_rule_that_names_nothing_to_allow_only_denies() -> None:
@@ -274,10 +275,17 @@ def test_model_names(model: str, names: tuple[str, ...] | None) -> None:
 # -- operations without a model -------------------------------------------------------------
 
 
-def test_operations_without_a_model_pass_the_model_check() -> None:
+def test_model_globs_never_open_operations_without_a_model() -> None:
+    """ListAsyncInvokes/GetAsyncInvoke read every tenant's async jobs under one AWS identity:
+    a rule about models must not open them."""
     rule = AccessRule("claude-only", allow_models=("anthropic.*",), deny_models=("*",))
-    assert decision(rule, ALICE, "ApplyGuardrail", None) is Decision.ALLOW
+    assert decision(rule, ALICE, "ApplyGuardrail", None) is None
+    assert decision(rule, ALICE, "ListAsyncInvokes", None) is None
     assert decision(rule, ALICE, "Converse", CLAUDE) is Decision.DENY
+    listed = AccessRule("claude-and-guardrails", allow_models=("anthropic.*",),
+                        allow_operations=("Converse", "ApplyGuardrail"))
+    assert decision(listed, ALICE, "ApplyGuardrail", None) is Decision.ALLOW
+    assert decision(listed, ALICE, "Converse", CLAUDE) is Decision.ALLOW
     guard_only = AccessRule("guardrails", allow_operations=("ApplyGuardrail",))
     assert guard_only.allows(ALICE, "ApplyGuardrail")
     assert not guard_only.allows(ALICE, "Converse", CLAUDE)
@@ -376,7 +384,8 @@ CASES = [
      f"Access rule 'no-opus-anywhere' denies model us.{OPUS}."),
     ("k-alice", "POST", f"/model/{LLAMA}/converse", MESSAGES, False,
      f"No access rule allows model {LLAMA} for this caller."),
-    ("k-alice", "POST", GUARDRAIL, GUARDRAIL_BODY, True, None),  # t1-claude: no model to check
+    ("k-alice", "POST", GUARDRAIL, GUARDRAIL_BODY, False,  # t1-claude's globs do not open it
+     "No access rule allows ApplyGuardrail for this caller."),
     ("k-bob", "POST", GUARDRAIL, GUARDRAIL_BODY, True, None),
     ("k-bob", "POST", f"/model/{CLAUDE}/converse", MESSAGES, False,
      f"No access rule allows model {CLAUDE} for this caller."),
@@ -390,8 +399,10 @@ CASES = [
     ("k-carol", "POST", f"/model/{LLAMA}/converse", MESSAGES, True, None),
     ("k-carol", "POST", "/async-invoke", _async(OPUS), False,
      f"Access rule 'no-opus-anywhere' denies model {OPUS}."),
-    ("k-carol", "POST", GUARDRAIL, GUARDRAIL_BODY, True, None),
-    ("k-carol", "GET", "/async-invoke", None, True, None),
+    ("k-carol", "POST", GUARDRAIL, GUARDRAIL_BODY, False,
+     "No access rule allows ApplyGuardrail for this caller."),
+    ("k-carol", "GET", "/async-invoke", None, False,  # another tenant's async jobs
+     "No access rule allows ListAsyncInvokes for this caller."),
 ]
 
 

@@ -111,8 +111,9 @@ def verify_sigv4(
     if abs(current - stamp) > max_skew:
         raise SigV4Error("request time is too far from the server time")
     secret = secret_for(match["akid"])
+    unknown = secret is None  # still compute a signature: no timing difference to probe
     if secret is None:
-        raise SigV4Error("unknown access key")
+        secret = "unknown-access-key"  # noqa: S105 - a decoy, never a valid secret
     canonical_headers = []
     for name in signed:
         if name not in headers:
@@ -138,6 +139,8 @@ def verify_sigv4(
     )
     key = _signing_key(secret, match["date"], match["region"], match["service"])
     expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    if unknown:
+        raise SigV4Error("unknown access key")
     if not hmac.compare_digest(expected, match["sig"]):
         raise SigV4Error("signature does not match")
     return SignedRequest(match["akid"], match["region"], match["service"], signed)

@@ -7,7 +7,9 @@ selector matches everyone). An applying rule then says, for one operation and mo
 - ``DENY`` when the model matches ``deny_models`` (deny always wins), else
 - ``ALLOW`` when the rule allows something (``allow_models`` or ``allow_operations`` set), the
   operation is in ``allow_operations`` (unset: any) and the model matches ``allow_models``
-  (unset: any; operations that name no model pass the model check), else
+  (unset: any). Operations that name no model (ApplyGuardrail, Get/ListAsyncInvokes,
+  InvokeGuardrailChecks) are allowed by a rule with ``allow_models`` only when it lists them in
+  ``allow_operations``: model globs never open them. Else
 - nothing (``None``). A rule with only ``deny_models`` never allows anything.
 
 Rules compose: ``a | b`` allows what either allows, ``a & b`` only what both allow, and a deny
@@ -135,8 +137,11 @@ class AccessRule(Rule):
             return None  # a rule that names nothing to allow only denies
         if self.allow_operations and operation not in self.allow_operations:
             return None
-        if names and self._allow is not None and not _matches(self._allow, names):
-            return None
+        if self._allow is not None:
+            if not names and operation not in self.allow_operations:
+                return None  # model globs never open model-less operations (async reads...)
+            if names and not _matches(self._allow, names):
+                return None
         return Verdict(Decision.ALLOW, self.name)
 
 

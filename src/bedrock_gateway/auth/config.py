@@ -107,6 +107,9 @@ def build_authorizers(auth: AuthSection) -> list[Authorizer]:
         from bedrock_gateway.auth.jwt_keys import HMACSecret, JWKSKeys, KeySource, PEMKey
 
         j = auth.jwt
+        if j.audience is None:
+            log.warning("SECURITY: [auth.jwt] has no audience - tokens issued for any audience"
+                        " (any app of the issuer) are accepted")
         keys: KeySource
         if j.jwks_url:
             keys = JWKSKeys(j.jwks_url, ttl_s=j.jwks_ttl_s, timeout_s=j.jwks_timeout_s)

@@ -13,6 +13,9 @@ Claims become the :class:`Principal`: ``sub`` (or ``subject_claim``) the subject
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +39,19 @@ def _names(value: object) -> frozenset[str]:
     if isinstance(value, list | tuple):
         return frozenset(str(v) for v in value)
     return frozenset()
+
+
+def _header(token: str) -> dict[str, Any]:
+    """The JOSE header, parsed without PyJWT (which parses the whole token again in ``decode``;
+    doing it here once saves a third of a first verification)."""
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        raise AuthenticationError(_INVALID) from None
+    if not isinstance(header, dict):
+        raise AuthenticationError(_INVALID)
+    return header
 
 
 class JWTAuthorizer:
@@ -98,10 +114,7 @@ class JWTAuthorizer:
     def _verify(self, token: str) -> tuple[Principal, float]:
         if len(token) > self.max_token_bytes:
             raise AuthenticationError("The bearer token is too large.")
-        try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.InvalidTokenError, ValueError, RecursionError):
-            raise AuthenticationError(_INVALID) from None
+        header = _header(token)
         alg = header.get("alg")
         if alg not in self.algorithms:
             raise AuthenticationError(_INVALID)
