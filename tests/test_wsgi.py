@@ -128,3 +128,31 @@ def test_wsgi_client_disconnect_runs_close_hooks(fake_bedrock: FakeBedrock) -> N
         server.shutdown()
         server.server_close()
         forwarder.close()
+
+
+def test_gateway_issued_sigv4_keys_through_wsgi(fake_bedrock: FakeBedrock) -> None:
+    """The signature covers what the client sent, including headers WSGI keeps out of HTTP_*."""
+    import boto3
+    from botocore.config import Config
+
+    from bedrock_gateway.auth import AccessKey, SigV4Authorizer
+
+    forwarder = make_forwarder(fake_bedrock)
+    keys = SigV4Authorizer([AccessKey("AKIAGATEWAYWSGI00001", secret="wsgi-secret-0123456789",
+                                      subject="svc", tenant="t1")])
+    app = WSGIApp(Gateway(forwarder, authorizers=[keys]))
+    server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=RawURIHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = boto3.session.Session().client(
+            "bedrock-runtime", region_name="us-east-1",
+            endpoint_url=f"http://127.0.0.1:{server.server_port}",
+            aws_access_key_id="AKIAGATEWAYWSGI00001", aws_secret_access_key="wsgi-secret-0123456789",
+            config=Config(retries={"total_max_attempts": 1}))
+        assert client.converse(modelId=ARN, messages=MESSAGES)["usage"]["inputTokens"] > 0
+        assert fake_bedrock.requests[-1].params["modelId"] == ARN
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        forwarder.close()

@@ -55,8 +55,9 @@ class WSGIApp:
                 for key, value in environ.items()
                 if key.startswith("HTTP_")
             ]
-            if environ.get("CONTENT_TYPE"):
-                headers.append(("content-type", environ["CONTENT_TYPE"]))
+            for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):  # kept out of HTTP_* by WSGI
+                if environ.get(key):  # (and SigV4 may sign them)
+                    headers.append((key.lower().replace("_", "-"), environ[key]))
             response = self.gateway.handle(environ["REQUEST_METHOD"], path, query, headers, body)
         status = f"{response.status} {_reason(response.status)}"
         header_list = [(k, v) for k, v in response.headers.items() if k != "content-length"]
