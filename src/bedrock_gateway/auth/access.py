@@ -146,7 +146,7 @@ class AccessRule(Rule):
 
 
 @dataclass(frozen=True)
-class _Either(Rule):
+class _Composed(Rule):
     left: Rule
     right: Rule
 
@@ -155,21 +155,20 @@ class _Either(Rule):
         b = self.right.evaluate(principal, operation, model)
         for v in (a, b):
             if v is not None and v.decision is Decision.DENY:
-                return v
+                return v  # a deny wins on either side
+        return self.combine(a, b)
+
+    def combine(self, a: Verdict | None, b: Verdict | None) -> Verdict | None:
+        raise NotImplementedError
+
+
+class _Either(_Composed):
+    def combine(self, a: Verdict | None, b: Verdict | None) -> Verdict | None:
         return a or b
 
 
-@dataclass(frozen=True)
-class _Both(Rule):
-    left: Rule
-    right: Rule
-
-    def evaluate(self, principal: Principal, operation: str, model: str | None) -> Verdict | None:
-        a = self.left.evaluate(principal, operation, model)
-        b = self.right.evaluate(principal, operation, model)
-        for v in (a, b):
-            if v is not None and v.decision is Decision.DENY:
-                return v
+class _Both(_Composed):
+    def combine(self, a: Verdict | None, b: Verdict | None) -> Verdict | None:
         if a is not None and b is not None:
             return Verdict(Decision.ALLOW, f"{a.rule} & {b.rule}")
         return None
