@@ -92,7 +92,7 @@ anonymous = true
         with pytest.raises(client.exceptions.ValidationException):
             client.converse(modelId=CLAUDE, messages=[
                 {"role": "user", "content": [{"text": "x" * 5000}]}])
-    gateway.handler.close()  # type: ignore[attr-defined]
+    gateway.close()
 
 
 def test_demo_runs_without_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

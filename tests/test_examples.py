@@ -56,7 +56,7 @@ def test_lambda_style_handler(configured: None, fake_bedrock: FakeBedrock) -> No
     stream = base64.b64decode(result["body"])
     assert stream == fake_bedrock.last_stream_body
     assert [f.event_type for f in iter_frames([stream])][-1] == "metadata"
-    module.gateway.handler.close()
+    module.gateway.close()
 
 
 def test_asgi_example(configured: None, fake_bedrock: FakeBedrock) -> None:
@@ -65,4 +65,4 @@ def test_asgi_example(configured: None, fake_bedrock: FakeBedrock) -> None:
         client = gateway_client(server.url)
         assert client.converse(modelId=CLAUDE, messages=MESSAGES)["usage"]["inputTokens"] > 0
         client.close()
-    module.app.gateway.handler.close()
+    module.app.gateway.close()

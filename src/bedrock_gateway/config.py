@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,7 +20,10 @@ from bedrock_gateway.auth.config import (
     build_access_rules,
     build_authorizers,
 )
-from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway
+from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway, Middleware
+
+if TYPE_CHECKING:
+    from bedrock_gateway.quota.pricing import Pricing
 
 __all__ = ["ConfigError", "GatewayConfig", "build_gateway", "load_config"]
 
@@ -75,6 +78,25 @@ class UpstreamSection(_Section):
         return value
 
 
+class PriceSection(_Section):
+    """USD per 1M tokens."""
+
+    input: Annotated[float, Field(ge=0)]
+    output: Annotated[float, Field(ge=0)]
+    cache_read: Annotated[float, Field(ge=0)] | None = None
+    cache_write: Annotated[float, Field(ge=0)] | None = None
+
+
+class PricingSection(_Section):
+    overrides: dict[str, PriceSection] = {}
+    profiles: dict[str, str] = {}  # application-inference-profile ARN (or alias) -> model id
+    default: PriceSection | None = None
+
+
+class UsageSection(_Section):
+    log: str | None = None  # a JSON-lines file: one record per call
+
+
 class GatewayConfig(_Section):
     """The whole file: ``[gateway]``, ``[upstream]``, ``[auth]`` and ``[[access]]`` rules."""
 
@@ -82,6 +104,8 @@ class GatewayConfig(_Section):
     upstream: UpstreamSection = UpstreamSection()
     auth: AuthSection = AuthSection()
     access: list[AccessRuleConfig] = []
+    pricing: PricingSection = PricingSection()
+    usage: UsageSection = UsageSection()
 
     @model_validator(mode="after")
     def _require_auth_decision(self) -> GatewayConfig:
@@ -122,6 +146,26 @@ def load_config(path: str | Path) -> GatewayConfig:
     return parse_config(data, str(path))
 
 
+def build_pricing(section: PricingSection) -> Pricing:
+    """The packaged price table with the configuration's overrides, profiles and default."""
+    from decimal import Decimal
+
+    from bedrock_gateway.quota.pricing import Price, Pricing
+
+    def price(p: PriceSection) -> Price:
+        def dec(v: float | None) -> Decimal | None:
+            return None if v is None else Decimal(str(v))
+
+        return Price(Decimal(str(p.input)), Decimal(str(p.output)), dec(p.cache_read),
+                     dec(p.cache_write))
+
+    return Pricing(
+        overrides={model: price(p) for model, p in section.overrides.items()},
+        profiles=dict(section.profiles),
+        default=price(section.default) if section.default else None,
+    )
+
+
 def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
     """Assemble the :class:`Gateway` a configuration describes."""
     from bedrock_gateway.forward import SigV4Forwarder
@@ -155,8 +199,15 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
         log.warning(
             "SECURITY: [auth] anonymous = true - the gateway accepts calls without credentials"
         )
+    middleware: list[Middleware] = []
+    if config.usage.log:
+        from bedrock_gateway.quota.records import JSONLinesSink, UsageRecorder
+
+        middleware.append(UsageRecorder(JSONLinesSink(config.usage.log),
+                                        build_pricing(config.pricing)))
     return Gateway(
         SigV4Forwarder(**options),
+        middleware,
         authorizers=build_authorizers(config.auth),
         access_rules=build_access_rules(config.access),
         anonymous=config.auth.anonymous,

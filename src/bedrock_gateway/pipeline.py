@@ -84,6 +84,14 @@ class Gateway:
             chain = _link(mw, chain)
         self._chain = chain
 
+    def close(self) -> None:
+        """Release what the chain holds (upstream connections, open usage logs)."""
+        parts: list[object] = [*self.middleware, self.handler]
+        for part in parts:
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
+
     @classmethod
     def from_config(cls, source: str | Path | GatewayConfig) -> Gateway:
         """Build the gateway a TOML file (or a loaded :class:`GatewayConfig`) describes."""

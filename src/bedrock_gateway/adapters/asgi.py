@@ -94,6 +94,7 @@ class ASGIApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._executor.shutdown(wait=False, cancel_futures=True)
+                self.gateway.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

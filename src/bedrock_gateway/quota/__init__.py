@@ -1,0 +1,1 @@
+"""Usage accounting: token and guardrail-unit counts read from Bedrock responses."""

@@ -1,0 +1,166 @@
+"""One usage record per call: who, which model, how many tokens, what it cost, how it ended.
+
+:class:`UsageRecorder` is a middleware. A buffered answer is read once; a stream is metered
+frame by frame as it passes (:class:`StreamUsage`, nothing buffered or delayed), and the record
+is written from the response's close hook — so a call whose client went away mid-stream still
+produces its record, with the usage that was seen (``complete = false``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bedrock_gateway.call import Call, Response
+from bedrock_gateway.errors import GatewayError
+from bedrock_gateway.eventstream import Frame
+from bedrock_gateway.pipeline import Next
+from bedrock_gateway.quota.pricing import Pricing
+from bedrock_gateway.quota.usage import StreamUsage, Usage, usage_from_response
+
+__all__ = ["JSONLinesSink", "UsageRecord", "UsageRecorder"]
+
+log = logging.getLogger("bedrock_gateway.usage")
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    request_id: str
+    time: str  # UTC, ISO 8601, when the call arrived
+    operation: str
+    model: str | None
+    subject: str | None
+    tenant: str | None
+    status: int
+    streamed: bool
+    complete: bool  # a stream that ended normally, or any buffered answer
+    latency_ms: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    guardrail_units: int = 0
+    cost_usd: str | None = None  # a Decimal as text; None when the model has no price
+    error: str | None = None  # the error code, for failed calls and streams
+    limits: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+class JSONLinesSink:
+    """Appends each record as one JSON line; thread-safe."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._file = self.path.open("a", encoding="utf-8", buffering=1)
+
+    def __call__(self, record: UsageRecord) -> None:
+        line = record.to_json() + "\n"
+        with self._lock:
+            self._file.write(line)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def _error_code(headers: dict[str, str]) -> str | None:
+    value = headers.get("x-amzn-errortype")
+    return value.split(":")[0] if value else None
+
+
+class UsageRecorder:
+    """Middleware writing a :class:`UsageRecord` for every call that reaches it."""
+
+    def __init__(self, sink: Callable[[UsageRecord], None], pricing: Pricing | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sink = sink
+        self.pricing = pricing
+        self.clock = clock
+
+    def close(self) -> None:
+        close = getattr(self.sink, "close", None)
+        if callable(close):
+            close()
+
+    def __call__(self, call: Call, next_: Next) -> Response:
+        started = self.clock()
+        record = UsageRecord(
+            request_id="", time=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            operation=call.operation.name, model=call.model_id,
+            subject=call.principal.subject if call.principal else None,
+            tenant=call.principal.tenant if call.principal else None,
+            status=0, streamed=call.operation.streaming, complete=False, latency_ms=0.0)
+        try:
+            response = next_(call)
+        except GatewayError as exc:
+            record.status, record.error = exc.status, exc.code
+            self._emit(record, None, started)
+            raise
+        record.status = response.status
+        record.request_id = response.headers.get("x-amzn-requestid", "")
+        if response.status != 200:
+            record.error = _error_code(response.headers)
+        if response.is_stream:
+            meter = StreamUsage(call.operation.name, call.model_id)
+            response.map_frames(lambda frames: self._tap(frames, meter, record))
+            response.on_close(lambda: self._emit(record, meter.usage, started))
+        else:
+            usage = None
+            if response.status == 200:
+                usage = usage_from_response(call.operation.name, call.model_id,
+                                            response.headers, response.body)
+            record.complete = True
+            response.on_close(lambda: self._emit(record, usage, started))
+        return response
+
+    @staticmethod
+    def _tap(frames: Iterator[Frame], meter: StreamUsage, record: UsageRecord) -> Iterator[Frame]:
+        try:
+            for frame in frames:
+                meter.observe(frame)
+                if frame.message_type in ("exception", "error"):
+                    record.error = frame.exception_type
+                yield frame
+        except GatewayError as exc:
+            record.error = exc.code
+            raise
+        else:
+            record.complete = record.error is None
+
+    def _emit(self, record: UsageRecord, usage: Usage | None, started: float) -> None:
+        record.latency_ms = round((self.clock() - started) * 1000, 3)
+        if usage is not None:
+            record.input_tokens = usage.input_tokens
+            record.output_tokens = usage.output_tokens
+            record.cache_read_tokens = usage.cache_read_tokens
+            record.cache_write_tokens = usage.cache_write_tokens
+            record.guardrail_units = usage.guardrail_units
+            if self.pricing is not None and record.model is not None:
+                cost = self.pricing.cost(record.model, usage.input_tokens, usage.output_tokens,
+                                         usage.cache_read_tokens, usage.cache_write_tokens)
+                record.cost_usd = _money(cost)
+        try:
+            self.sink(record)
+        except Exception:
+            log.exception("the usage sink failed; record lost: %s", record.request_id)
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def record_from_json(line: str) -> dict[str, Any]:
+    """Parse one JSON line back (for tools and tests)."""
+    data: dict[str, Any] = json.loads(line)
+    return data
