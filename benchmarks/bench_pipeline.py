@@ -44,14 +44,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     forwarder = SigV4Forwarder(region="us-east-1", credentials=Credentials("AKID", "SECRET"))
-    canned = b'{"output":{}}'
+    canned = (b'{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},'
+              b'"usage":{"inputTokens":510,"outputTokens":12,"totalTokens":522}}')
 
     def terminal(call: Call) -> Response:
         url = forwarder.endpoint_url + call.upstream_path
         forwarder._sign(call, url)  # exactly what an attempt does before it sends
         return Response(200, {"content-type": "application/json"}, canned)
 
-    for label, mws in (("no middleware", []), ("3 pass-through middleware", [passthrough] * 3)):
+    from bedrock_gateway.quota.pricing import Pricing
+    from bedrock_gateway.quota.records import UsageRecorder
+
+    recorder = UsageRecorder(lambda record: None, Pricing())  # usage + cost, records discarded
+    for label, mws in (("no middleware", []), ("3 pass-through middleware", [passthrough] * 3),
+                       ("usage recorder (usage, cost, record)", [recorder])):
         gw = Gateway(terminal, mws, anonymous=True)
         p50s, p99s = [], []
         for _ in range(args.repeats):

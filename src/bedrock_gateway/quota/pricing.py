@@ -110,6 +110,9 @@ class Price:
             return total / _MILLION
 
 
+_MISSING = object()
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     price: Price
@@ -180,12 +183,19 @@ class Pricing:
         self.default = default
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self._resolved: dict[str, object] = {}  # model id -> Price | None
 
     def price_for(self, model_id: str) -> Price | None:
         """The price of one call to ``model_id`` (see the module docstring for the order)."""
         if "%" in model_id:  # a percent-encoded id from a URL path
             model_id = unquote(model_id)
-        price = self._resolve(model_id, 0)
+        cached = self._resolved.get(model_id, _MISSING)
+        if cached is _MISSING:  # the table never changes: resolve each id once (bounded)
+            cached = self._resolve(model_id, 0)
+            if len(self._resolved) >= 4096:
+                self._resolved.clear()
+            self._resolved[model_id] = cached
+        price = cached if isinstance(cached, Price) else None
         if price is not None:
             return price
         if self.default is not None:
