@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import GatewayError
@@ -159,8 +158,3 @@ class UsageRecorder:
 def _money(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
-
-def record_from_json(line: str) -> dict[str, Any]:
-    """Parse one JSON line back (for tools and tests)."""
-    data: dict[str, Any] = json.loads(line)
-    return data
