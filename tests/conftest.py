@@ -16,13 +16,29 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from hypothesis import settings
 
-from bedrock_gateway import Gateway, Middleware, SigV4Forwarder
+from bedrock_gateway import Call, Gateway, Middleware, Principal, Response, SigV4Forwarder
 from bedrock_gateway.serve import BackgroundServer
 from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
 
 # No per-example deadline: CI machines are noisy, and a slow example is not a wrong one.
 settings.register_profile("bedrock_gateway", deadline=None)
 settings.load_profile("bedrock_gateway")
+
+
+class Recorder:
+    """A terminal handler for in-process gateway tests: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+
+    def __call__(self, call: Call) -> Response:
+        self.calls.append(call)
+        return Response(200, {}, b"{}")
+
+    @property
+    def principal(self) -> Principal | None:
+        assert len(self.calls) == 1, f"{len(self.calls)} calls reached the handler"
+        return self.calls[0].principal
 
 
 def make_forwarder(fake: FakeBedrock, **kwargs: Any) -> SigV4Forwarder:

@@ -28,6 +28,8 @@ from bedrock_gateway.errors import AuthenticationError
 from bedrock_gateway.operations import OPERATIONS, route
 from bedrock_gateway.pipeline import Gateway
 
+from .conftest import Recorder
+
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 OPUS = "anthropic.claude-3-opus-20240229-v1:0"
 US_CLAUDE = f"us.{CLAUDE}"
@@ -310,15 +312,6 @@ def test_resource_model() -> None:
 
 
 # -- the middleware in a gateway ------------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-
-    def __call__(self, call: Call) -> Response:
-        self.calls.append(call)
-        return Response(200, {}, b"{}")
 
 
 class KeyedPrincipals:

@@ -33,9 +33,11 @@ from bedrock_gateway.auth.dispatch import Authorizer
 from bedrock_gateway.auth.jwt import JWTAuthorizer
 from bedrock_gateway.auth.jwt_keys import HMACSecret, JWKSKeys, KeySource, PEMKey
 from bedrock_gateway.auth.sigv4_keys import AccessKey, SigV4Authorizer
-from bedrock_gateway.call import Call, Principal, Response
+from bedrock_gateway.call import Principal, Response
 from bedrock_gateway.pipeline import Gateway
 from bedrock_gateway.testing import TokenIssuer
+
+from .conftest import Recorder
 
 PATH = "/model/anthropic.claude-v2/converse"
 BODY = json.dumps({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}).encode()
@@ -48,23 +50,8 @@ GW_URL = f"http://{GW_HOST}{PATH}"
 AKID, AK_SECRET = "AKIDGATEWAYTEST0001", "gateway-issued-secret-0123456789abcdef"
 
 
+
 # -- harness ---------------------------------------------------------------------------------
-
-
-class Recorder:
-    """The terminal handler: records what reaches it."""
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-
-    def __call__(self, call: Call) -> Response:
-        self.calls.append(call)
-        return Response(200, {}, b"{}")
-
-    @property
-    def principal(self) -> Principal | None:
-        assert len(self.calls) == 1, f"{len(self.calls)} calls reached the handler"
-        return self.calls[0].principal
 
 
 def make_gateway(*authorizers: Authorizer, anonymous: bool = False) -> tuple[Gateway, Recorder]:
