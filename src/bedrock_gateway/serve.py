@@ -43,6 +43,9 @@ def serve(target: Gateway | ASGIApp, host: str = "127.0.0.1", port: int = 8080,
           **uvicorn_options: Any) -> None:
     """Serve until interrupted (what ``bedrock-gateway serve`` runs)."""
     app = target if isinstance(target, ASGIApp) else ASGIApp(target)
+    # On SIGTERM, streams in flight get 30 s to finish (uvicorn would otherwise wait forever,
+    # e.g. for TLS clients that left without close_notify).
+    uvicorn_options.setdefault("timeout_graceful_shutdown", 30)
     _uvicorn().Server(_config(app, host, port, **uvicorn_options)).run()
 
 
