@@ -66,3 +66,27 @@ def test_lifespan_and_websocket_scopes() -> None:
     sent.clear()
     asyncio.run(ASGIApp(Gateway(echo, anonymous=True))({"type": "websocket"}, receive, send))
     assert sent == []
+
+
+def test_sigv4_keys_verify_under_a_mount_prefix() -> None:
+    """The client signed the full path (prefix included); routing uses the path after it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from bedrock_gateway.auth import AccessKey, SigV4Authorizer
+
+    keys = SigV4Authorizer([AccessKey("AKIAMOUNTEDKEY000001", secret="mounted-secret-0123456789",
+                                      subject="svc")])
+    app = ASGIApp(Gateway(echo, authorizers=[keys]))
+    full = b"/bedrock/model/us.amazon.nova-lite-v1%3A0/converse"
+    request = AWSRequest("POST", "http://gw.test" + full.decode(), data=b"{}",
+                         headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials("AKIAMOUNTEDKEY000001", "mounted-secret-0123456789"), "bedrock",
+              "us-east-1").add_auth(request)
+    scope = http_scope(full, "/bedrock")
+    scope["headers"] = [(k.lower().encode(), v.encode()) for k, v in request.headers.items()]
+    scope["headers"].append((b"host", b"gw.test"))
+    sent = run(app, scope)
+    assert sent[0]["status"] == 200, sent[1]["body"]
+    assert json.loads(sent[1]["body"]) == {"op": "Converse", "model": "us.amazon.nova-lite-v1:0"}

@@ -122,14 +122,21 @@ class Gateway:
         query: str,
         headers: Mapping[str, str] | Iterable[tuple[str, str]],
         body: bytes,
+        *,
+        mount: str = "",
     ) -> Response:
-        """Serve one request. Always returns a response; errors become Bedrock-shaped ones."""
+        """Serve one request. Always returns a response; errors become Bedrock-shaped ones.
+
+        ``raw_path`` is the path after the ``mount`` prefix an adapter stripped (the client
+        signed ``mount + raw_path``; SigV4 verification uses that)."""
         try:
             if len(body) > self.max_body_bytes:
                 raise PayloadTooLargeError.over(self.max_body_bytes)
             r = route(method, raw_path, query)
             hdrs = _lower_headers(headers)
             call = Call(method, raw_path, query, hdrs, body, r.operation, r.params)
+            if mount:
+                call.attrs["mount"] = mount
             if call.is_json:
                 call.json()  # malformed JSON is refused here, before any policy or upstream
             elif method == "GET" and body:

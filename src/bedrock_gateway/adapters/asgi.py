@@ -66,9 +66,11 @@ class ASGIApp:
             await _send_buffered(send, Response.from_error(ValidationError(
                 "The request path is not valid.")))
             return
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):  # mounted under a prefix (FastAPI/Starlette Mount)
-            path = path[len(root):]
+        mount = scope.get("root_path", "")
+        if mount and path.startswith(mount):  # mounted under a prefix (FastAPI/Starlette Mount)
+            path = path[len(mount):]
+        else:
+            mount = ""
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         loop = asyncio.get_running_loop()
         pump = _Pump(loop)
@@ -76,7 +78,8 @@ class ASGIApp:
         # no second thread hop between "response ready" and "first frame".
         # A bare submit: wrapping the future for the loop would cost one more wake-up per call.
         self._executor.submit(
-            pump.run, partial(self.gateway.handle, scope["method"], path, query, headers, body)
+            pump.run, partial(self.gateway.handle, scope["method"], path, query, headers, body,
+                              mount=mount)
         )
         response = await pump.response
         if response.is_stream:

@@ -58,7 +58,8 @@ class SigV4Authorizer:
     def authenticate(self, credential: Credential, call: Call) -> Principal:
         try:
             signed = verify_sigv4(
-                method=call.method, raw_path=call.raw_path, query=call.query,
+                method=call.method, raw_path=call.attrs.get("mount", "") + call.raw_path,
+                query=call.query,
                 headers=call.headers, body=call.body, secret_for=self._secret,
                 now=self.clock(), max_skew=self.max_skew, service="bedrock",
             )
