@@ -28,6 +28,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bedrock_gateway.auth import dispatch
+from bedrock_gateway.auth import jwt as jwt_authorizer_module
 from bedrock_gateway.auth.api_keys import APIKey, APIKeyAuthorizer, generate_api_key
 from bedrock_gateway.auth.dispatch import Authorizer
 from bedrock_gateway.auth.jwt import JWTAuthorizer
@@ -293,7 +294,7 @@ def test_oversized_token_is_refused_before_parsing(
     def must_not_parse(*args: Any, **kwargs: Any) -> Any:
         pytest.fail("an oversized token was parsed")
 
-    monkeypatch.setattr(jwt, "get_unverified_header", must_not_parse)
+    monkeypatch.setattr(jwt_authorizer_module, "_header", must_not_parse)
     monkeypatch.setattr(jwt, "decode", must_not_parse)
     monkeypatch.setattr(dispatch, "_looks_like_jwt", must_not_parse)
     header = b64json({"alg": "RS256", "kid": token_issuer.key_id})
@@ -315,7 +316,7 @@ def test_token_over_max_token_bytes_is_refused_before_jwt_parsing(
     def must_not_parse(*args: Any, **kwargs: Any) -> Any:
         pytest.fail("an oversized token was parsed")
 
-    monkeypatch.setattr(jwt, "get_unverified_header", must_not_parse)
+    monkeypatch.setattr(jwt_authorizer_module, "_header", must_not_parse)
     token = token_issuer.issue("alice", padding="x" * 9000)
     assert 8192 < len(token) < 16 * 1024
     assert "too large" in refused(gateway, recorder, bearer(token), secret=token)

@@ -120,9 +120,7 @@ def bearer_env_client(server: Any, token: str, monkeypatch: pytest.MonkeyPatch) 
     """The zero-code path: an unmodified program with AWS_BEARER_TOKEN_BEDROCK set (botocore
     looks the variable up per request, and sends bearer tokens only over https)."""
     monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", token)
-    return boto3.session.Session().client(
-        "bedrock-runtime", region_name="us-east-1", endpoint_url=server.url,
-        verify=server.ca_file, config=Config(retries=NO_RETRY))
+    return client_for(server, config=Config(retries=NO_RETRY))
 
 
 def client_for(server: Any, **kwargs: Any) -> Any:

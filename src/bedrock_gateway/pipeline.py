@@ -30,7 +30,7 @@ log = logging.getLogger("bedrock_gateway")
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
 
 Next = Callable[[Call], Response]
-Handler = Callable[[Call], Response]
+Handler = Next  # the terminal step has the same shape as the rest of the chain
 
 
 class Middleware(Protocol):

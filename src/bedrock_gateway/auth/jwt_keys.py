@@ -29,6 +29,7 @@ __all__ = ["HMACSecret", "JWKSKeys", "KeySource", "PEMKey", "family"]
 
 log = logging.getLogger("bedrock_gateway.auth")
 
+_UNAVAILABLE = "The gateway cannot verify tokens right now (key set unavailable)."
 _FAMILIES = {"HS": "oct", "RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 
@@ -130,8 +131,7 @@ class JWKSKeys:
             log.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
             fresh = self._fetched_at is not None and self._clock() - self._fetched_at < self.ttl_s
             if not fresh:
-                raise ServiceUnavailableError(
-                    "The gateway cannot verify tokens right now (key set unavailable).") from exc
+                raise ServiceUnavailableError(_UNAVAILABLE) from exc
             return
         self._keys = keys
         self._fetched_at = self._clock()
@@ -149,17 +149,11 @@ class JWKSKeys:
                     and now - self._attempted_at < min(self.min_refetch_s, 5.0)
                 )
                 if failed_recently:  # an outage: fail fast instead of queueing on the fetch
-                    raise ServiceUnavailableError(
-                        "The gateway cannot verify tokens right now (key set unavailable).")
+                    raise ServiceUnavailableError(_UNAVAILABLE)
                 self._refresh()
             elif kid not in self._keys and now - (self._attempted_at or 0) >= self.min_refetch_s:
                 self._refresh()  # a rotated key: refetch once (rate-limited, also when failing)
             jwk = self._keys.get(kid)
-        try:
-            matches = jwk is not None and jwk.key_type == family(str(header.get("alg", "")))
-        except ValueError:
-            matches = False
-        if not matches:
+        if jwk is None or jwk.key_type != _FAMILIES.get(str(header.get("alg", ""))[:2]):
             raise AuthenticationError("The bearer token is not valid.")
-        assert jwk is not None
         return jwk.key
