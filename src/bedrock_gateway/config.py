@@ -21,6 +21,7 @@ from bedrock_gateway.auth.config import (
     build_authorizers,
 )
 from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway, Middleware
+from bedrock_gateway.quota.config import QuotaSection, build_enforcer
 
 if TYPE_CHECKING:
     from bedrock_gateway.quota.pricing import Pricing
@@ -91,6 +92,7 @@ class PricingSection(_Section):
     overrides: dict[str, PriceSection] = {}
     profiles: dict[str, str] = {}  # application-inference-profile ARN (or alias) -> model id
     default: PriceSection | None = None
+    reject_unpriced: bool = False  # refuse calls to models with no price (and no default)
 
 
 class UsageSection(_Section):
@@ -98,7 +100,8 @@ class UsageSection(_Section):
 
 
 class GatewayConfig(_Section):
-    """The whole file: ``[gateway]``, ``[upstream]``, ``[auth]`` and ``[[access]]`` rules."""
+    """The whole file: ``[gateway]``, ``[upstream]``, ``[auth]``, ``[[access]]`` rules,
+    ``[pricing]``, ``[usage]`` and ``[quota]``."""
 
     gateway: GatewaySection = GatewaySection()
     upstream: UpstreamSection = UpstreamSection()
@@ -106,6 +109,7 @@ class GatewayConfig(_Section):
     access: list[AccessRuleConfig] = []
     pricing: PricingSection = PricingSection()
     usage: UsageSection = UsageSection()
+    quota: QuotaSection = QuotaSection()
 
     @model_validator(mode="after")
     def _require_auth_decision(self) -> GatewayConfig:
@@ -200,11 +204,14 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
             "SECURITY: [auth] anonymous = true - the gateway accepts calls without credentials"
         )
     middleware: list[Middleware] = []
-    if config.usage.log:
+    pricing = build_pricing(config.pricing) if (
+        config.usage.log or config.quota.limits or config.pricing.reject_unpriced) else None
+    if config.usage.log:  # outermost: refused calls are recorded too
         from bedrock_gateway.quota.records import JSONLinesSink, UsageRecorder
 
-        middleware.append(UsageRecorder(JSONLinesSink(config.usage.log),
-                                        build_pricing(config.pricing)))
+        middleware.append(UsageRecorder(JSONLinesSink(config.usage.log), pricing))
+    if pricing is not None and (config.quota.limits or config.pricing.reject_unpriced):
+        middleware.append(build_enforcer(config.quota, pricing, config.pricing.reject_unpriced))
     return Gateway(
         SigV4Forwarder(**options),
         middleware,

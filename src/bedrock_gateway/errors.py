@@ -120,6 +120,18 @@ class ThrottlingError(GatewayError):
     status = 429
     code = "ThrottlingException"
 
+    def __init__(self, message: str = "Too many requests, please wait before trying again.",
+                 retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.retry_after_ms is not None:
+            headers["x-amz-retry-after"] = str(self.retry_after_ms)
+            headers["retry-after"] = str(-(-self.retry_after_ms // 1000))
+        return headers
+
 
 class ServiceQuotaExceededError(GatewayError):
     status = 400

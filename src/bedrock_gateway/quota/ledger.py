@@ -92,7 +92,7 @@ def current_level(state: State | None, charge: Charge, now_ms: int) -> float:
     return int(state["u"]) + sum(v for s, v in holds.items() if int(s) * HOLD_SLOT_MS > now_ms)
 
 
-def _with(state: State | None, charge: Charge, now_ms: int, level: float, delta: int,
+def _with(state: State | None, charge: Charge, now_ms: int, *, level: float, delta: int,
           slot: int, settled: int) -> State:
     """The state after adding ``delta`` to a bucket, or to the hold in ``slot`` plus
     ``settled`` to a budget (expired holds are dropped on the way)."""
@@ -122,7 +122,7 @@ def reserve_states(states: Sequence[State | None], charges: Sequence[Charge], no
                 retry = max(-int(-excess * charge.period_ms // charge.capacity), 1)
             remaining = tuple(c.capacity - lv for c, lv in zip(charges, levels, strict=True))
             return Decision(False, remaining, i, retry), None
-    new = [_with(st, ch, now_ms, lv, ch.amount, slot, 0)
+    new = [_with(st, ch, now_ms, level=lv, delta=ch.amount, slot=slot, settled=0)
            for st, ch, lv in zip(states, charges, levels, strict=True)]
     remaining = tuple(c.capacity - current_level(st, c, now_ms)
                       for st, c in zip(new, charges, strict=True))
@@ -136,15 +136,17 @@ def settle_state(state: State | None, charge: Charge, actual: int, now_ms: int,
     ``actual`` to what is settled."""
     if charge.is_rate:
         level = current_level(state, charge, now_ms)
-        return _with(state, charge, now_ms, level, actual - charge.amount, slot, 0)
-    return _with(state, charge, now_ms, 0, -charge.amount, slot, actual)
+        return _with(state, charge, now_ms, level=level, delta=actual - charge.amount,
+                     slot=slot, settled=0)
+    return _with(state, charge, now_ms, level=0, delta=-charge.amount, slot=slot,
+                 settled=actual)
 
 
 class QuotaStore(ABC):
     """Where counters live. Each method is atomic over all the charges it is given.
 
-    Implementations: :class:`~bedrock_gateway.quota.stores.memory.MemoryStore`, ``SQLiteStore``,
-    ``RedisStore``, ``DynamoDBStore`` (chosen by URL: :func:`bedrock_gateway.quota.stores.open_store`).
+    Implementations: ``MemoryStore``, ``SQLiteStore``, ``RedisStore``, ``DynamoDBStore``,
+    chosen by URL with :func:`bedrock_gateway.quota.stores.open_store`.
     Outages raise :class:`QuotaStoreError`.
     """
 

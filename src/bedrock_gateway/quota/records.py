@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,10 +20,9 @@ from pathlib import Path
 
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import GatewayError
-from bedrock_gateway.eventstream import Frame
 from bedrock_gateway.pipeline import Next
+from bedrock_gateway.quota.meter import QUOTA_NOTE, Meter, QuotaNote
 from bedrock_gateway.quota.pricing import Pricing
-from bedrock_gateway.quota.usage import StreamUsage, Usage, usage_from_response
 
 __all__ = ["JSONLinesSink", "UsageRecord", "UsageRecorder"]
 
@@ -49,7 +48,10 @@ class UsageRecord:
     guardrail_units: int = 0
     cost_usd: str | None = None  # a Decimal as text; None when the model has no price
     error: str | None = None  # the error code, for failed calls and streams
-    limits: list[str] = field(default_factory=list)
+    limits: list[str] = field(default_factory=list)  # the quota limits that counted this call
+    # True when Bedrock's final usage never arrived (a stream cut short) and the cost is the
+    # reservation's worst case, as charged to the budgets.
+    estimated: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -73,13 +75,13 @@ class JSONLinesSink:
             self._file.close()
 
 
-def _error_code(headers: dict[str, str]) -> str | None:
-    value = headers.get("x-amzn-errortype")
-    return value.split(":")[0] if value else None
-
-
 class UsageRecorder:
-    """Middleware writing a :class:`UsageRecord` for every call that reaches it."""
+    """Middleware writing a :class:`UsageRecord` for every call that reaches it.
+
+    Place it outside the quota enforcer (as :func:`~bedrock_gateway.config.build_gateway`
+    does) so refused calls are recorded too; the record then carries the limits that applied
+    and the cost the enforcer charged, so records and budgets agree.
+    """
 
     def __init__(self, sink: Callable[[UsageRecord], None], pricing: Pricing | None = None, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -104,48 +106,34 @@ class UsageRecorder:
             response = next_(call)
         except GatewayError as exc:
             record.status, record.error = exc.status, exc.code
-            self._emit(record, None, started)
+            self._emit(call, record, None, started)
             raise
         record.status = response.status
         record.request_id = response.headers.get("x-amzn-requestid", "")
-        if response.status != 200:
-            record.error = _error_code(response.headers)
-        if response.is_stream:
-            meter = StreamUsage(call.operation.name, call.model_id)
-            response.map_frames(lambda frames: self._tap(frames, meter, record))
-            response.on_close(lambda: self._emit(record, meter.usage, started))
-        else:
-            usage = None
-            if response.status == 200:
-                usage = usage_from_response(call.operation.name, call.model_id,
-                                            response.headers, response.body)
-            record.complete = True
-            response.on_close(lambda: self._emit(record, usage, started))
+        meter = Meter.of(call, response)
+        response.on_close(lambda: self._emit(call, record, meter, started))
         return response
 
-    @staticmethod
-    def _tap(frames: Iterator[Frame], meter: StreamUsage, record: UsageRecord) -> Iterator[Frame]:
-        try:
-            for frame in frames:
-                meter.observe(frame)
-                if frame.message_type in ("exception", "error"):
-                    record.error = frame.exception_type
-                yield frame
-        except GatewayError as exc:
-            record.error = exc.code
-            raise
-        else:
-            record.complete = record.error is None
-
-    def _emit(self, record: UsageRecord, usage: Usage | None, started: float) -> None:
+    def _emit(self, call: Call, record: UsageRecord, meter: Meter | None,
+              started: float) -> None:
         record.latency_ms = round((self.clock() - started) * 1000, 3)
-        if usage is not None:
-            record.input_tokens = usage.input_tokens
-            record.output_tokens = usage.output_tokens
-            record.cache_read_tokens = usage.cache_read_tokens
-            record.cache_write_tokens = usage.cache_write_tokens
-            record.guardrail_units = usage.guardrail_units
-            if self.pricing is not None and record.model is not None:
+        note = call.attrs.get(QUOTA_NOTE)
+        if isinstance(note, QuotaNote):
+            record.limits = list(note.limits)
+            record.estimated = note.estimated
+        if meter is not None:
+            record.complete = meter.complete
+            record.error = meter.error
+            usage = meter.usage
+            if usage is not None:
+                record.input_tokens = usage.input_tokens
+                record.output_tokens = usage.output_tokens
+                record.cache_read_tokens = usage.cache_read_tokens
+                record.cache_write_tokens = usage.cache_write_tokens
+                record.guardrail_units = usage.guardrail_units
+            if isinstance(note, QuotaNote) and note.cost_usd is not None:
+                record.cost_usd = _money(note.cost_usd)
+            elif usage is not None and self.pricing is not None and record.model is not None:
                 cost = self.pricing.cost(record.model, usage.input_tokens, usage.output_tokens,
                                          usage.cache_read_tokens, usage.cache_write_tokens)
                 record.cost_usd = _money(cost)

@@ -1,11 +1,11 @@
 """Quota stores, chosen by URL; each backend's client library is imported only when used.
 
-==========================================  =============================================
-``memory://``                               :class:`~.memory.MemoryStore` (one process)
-``sqlite:///var/lib/gw/quota.db``           :class:`~.sqlite.SQLiteStore` (processes on one host)
-``redis://host:6379/0`` (``rediss://``)     :class:`~.redis.RedisStore` (``pip install bedrock-gateway[redis]``)
-``dynamodb://table?region=eu-west-1``       :class:`~.dynamodb.DynamoDBStore`
-==========================================  =============================================
+=====================================  ====================================================
+``memory://``                          ``MemoryStore`` (one process, the default)
+``sqlite:///var/lib/gw/quota.db``      ``SQLiteStore`` (processes on one host)
+``redis://host:6379/0``, ``rediss://`` ``RedisStore`` (``pip install bedrock-gateway[redis]``)
+``dynamodb://table?region=eu-west-1``  ``DynamoDBStore``
+=====================================  ====================================================
 
 Redis and DynamoDB URLs take ``prefix=`` (Redis key prefix and cluster hash tag) and
 ``endpoint_url=`` (DynamoDB Local or a test server) query parameters.

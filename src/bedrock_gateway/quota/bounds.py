@@ -1,0 +1,145 @@
+"""The worst case of a call, known before it is forwarded: input tokens and output tokens.
+
+**Input.** ``bytes`` (the default) bounds input tokens by the size of the request body in
+bytes: tokenizers of the models on Bedrock emit at most one token per byte of text, and the
+body is a superset of the prompt text (JSON syntax, field names and ``max_tokens`` only add).
+Each image, document or video block adds ``media_tokens`` (their tokens follow the pixels or
+pages, not the bytes), and every request adds ``overhead_tokens`` for what providers wrap
+around a prompt (chat templates, tool-use system prompts). ``estimate`` is
+``ceil(characters / 4 * factor)`` plus the same allowances: closer, and may under-estimate.
+``count_tokens`` asks Bedrock's CountTokens API (:mod:`bedrock_gateway.quota.enforcer`).
+
+**Output.** The request's own max-tokens field; when it has none, ``default_max_tokens`` is
+written into the body (so Bedrock enforces the bound we reserved for). Embedding models
+produce no output tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bedrock_gateway.auth.access import model_names
+from bedrock_gateway.call import Call
+from bedrock_gateway.errors import ValidationError
+
+__all__ = ["INPUT_BOUNDS", "InputBound", "output_bound"]
+
+INPUT_BOUNDS = ("bytes", "estimate", "count_tokens")
+_MEDIA = re.compile(rb'"(?:image|document|video)"')
+_EMBED = re.compile(r"embed", re.IGNORECASE)
+_GENERATING = frozenset({"Converse", "ConverseStream", "InvokeModel",
+                         "InvokeModelWithResponseStream"})
+
+
+def generates(call: Call) -> bool:
+    """Whether the call runs a model and consumes tokens."""
+    return call.operation.name in _GENERATING
+
+
+@dataclass(frozen=True, slots=True)
+class InputBound:
+    """``bytes`` or ``estimate`` bound of a call's input tokens (``count_tokens`` falls back
+    to ``bytes`` when CountTokens cannot answer)."""
+
+    strategy: str = "bytes"
+    factor: float = 1.0
+    media_tokens: int = 5_000
+    overhead_tokens: int = 1_000
+
+    def __call__(self, call: Call) -> int:
+        body = call.body
+        extra = self.overhead_tokens + self.media_tokens * len(_MEDIA.findall(body))
+        if self.strategy == "estimate":
+            chars = len(body.decode("utf-8", errors="replace"))
+            return math.ceil(chars / 4 * self.factor) + extra
+        return len(body) + extra
+
+
+def _get(doc: dict[str, Any], *path: str) -> object:
+    node: object = doc
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _set(doc: dict[str, Any], path: tuple[str, ...], value: int) -> None:
+    node = doc
+    for key in path[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ValidationError(f"The request field {key} must be an object.")
+        node = child
+    node[path[-1]] = value
+
+
+# InvokeModel: where each family keeps its max-tokens field, by base model prefix.
+_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("anthropic.", ("max_tokens",)),
+    ("amazon.nova-", ("inferenceConfig", "max_new_tokens")),
+    ("amazon.titan-text-", ("textGenerationConfig", "maxTokenCount")),
+    ("amazon.titan-tg1", ("textGenerationConfig", "maxTokenCount")),
+    ("meta.llama", ("max_gen_len",)),
+    ("mistral.", ("max_tokens",)),
+    ("cohere.command", ("max_tokens",)),
+    ("ai21.", ("max_tokens",)),
+    ("deepseek.", ("max_tokens",)),
+    ("openai.", ("max_tokens",)),
+    ("qwen.", ("max_tokens",)),
+    ("writer.", ("max_tokens",)),
+)
+# Any of these, when present, is the bound (whatever the model).
+_KNOWN: tuple[tuple[str, ...], ...] = (
+    ("max_tokens",), ("max_gen_len",), ("inferenceConfig", "max_new_tokens"),
+    ("textGenerationConfig", "maxTokenCount"), ("max_completion_tokens",))
+
+
+def _field_for(call: Call, body: dict[str, Any]) -> tuple[str, ...] | None:
+    if "anthropic_version" in body:
+        return ("max_tokens",)
+    for name in model_names(call.model_id or ""):
+        for prefix, path in _FIELDS:
+            if name.startswith(prefix):
+                return path
+    return None
+
+
+def _as_bound(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{where} must be a non-negative integer.")
+    return value
+
+
+def output_bound(call: Call, default_max_tokens: int) -> int | None:
+    """The most output tokens the call can produce, writing ``default_max_tokens`` into the
+    body when it sets none. ``None``: no bound can be established (unknown model family)."""
+    if not generates(call):
+        return 0
+    if not call.is_json:
+        return None
+    body = call.json()
+    if call.operation.name.startswith("Converse"):
+        value = _get(body, "inferenceConfig", "maxTokens")
+        if value is None:
+            _set(body, ("inferenceConfig", "maxTokens"), default_max_tokens)
+            call.set_json(body)
+            return default_max_tokens
+        return _as_bound(value, "inferenceConfig.maxTokens")
+    for known in _KNOWN:
+        value = _get(body, *known)
+        if value is not None:
+            return _as_bound(value, ".".join(known))
+    if any(_EMBED.search(name) for name in model_names(call.model_id or "")):
+        return 0
+    path = _field_for(call, body)
+    if path is None:
+        return None
+    _set(body, path, default_max_tokens)
+    call.set_json(body)
+    return default_max_tokens

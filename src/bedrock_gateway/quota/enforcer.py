@@ -1,0 +1,253 @@
+"""The quota middleware: reserve the worst case before forwarding, settle the real usage after.
+
+For each call, every :class:`~bedrock_gateway.quota.limits.Limit` that counts it becomes a
+:class:`~bedrock_gateway.quota.ledger.Charge` of the call's worst case — 1 request; input bound
++ output bound tokens; those tokens at the model's dearest input rate (a cache write can cost
+more than plain input) plus the output rate, in nano-USD rounded up. All charges are reserved
+in one atomic store operation; if any does not fit the call is refused before it costs
+anything: a rate with 429 ``ThrottlingException`` and ``x-amz-retry-after`` (ms), a budget with
+400 ``ServiceQuotaExceededException`` naming the limit and the period.
+
+When the response is finished with — completed, failed, or the client gone mid-stream — the
+close hook settles: requests stay counted; tokens and cost become the real usage (nothing for a
+failed call); a stream whose final usage never arrived is charged its worst case, because
+Bedrock may have billed tokens the gateway never saw. With the ``bytes`` input bound the real
+usage never exceeds the reservation, so no interleaving of calls lets settled spend pass a
+budget. See ``docs/quota.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+
+from bedrock_gateway.call import Call, Response
+from bedrock_gateway.errors import (
+    ServiceQuotaExceededError,
+    ServiceUnavailableError,
+    ThrottlingError,
+    ValidationError,
+)
+from bedrock_gateway.pipeline import Next
+from bedrock_gateway.quota.bounds import InputBound, generates, output_bound
+from bedrock_gateway.quota.count_tokens import count_input_tokens
+from bedrock_gateway.quota.ledger import Charge, Decision, QuotaStore, hold_slot
+from bedrock_gateway.quota.limits import NANO_USD, Limit, period_of
+from bedrock_gateway.quota.meter import QUOTA_NOTE, Meter, QuotaNote
+from bedrock_gateway.quota.pricing import Price, Pricing
+from bedrock_gateway.quota.stores.memory import MemoryStore
+
+__all__ = ["QuotaEnforcer"]
+
+log = logging.getLogger("bedrock_gateway.quota")
+_MILLION = Decimal(1_000_000)
+_HEADER = "x-bedrock-gateway-remaining-"
+
+
+def nano_usd(usd: Decimal) -> int:
+    return int((usd * NANO_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True, slots=True)
+class _Worst:
+    tokens: int
+    usd: int  # nano-USD
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """One call's reservation, kept until it is settled."""
+
+    limits: tuple[Limit, ...]
+    charges: list[Charge]
+    slot: int
+    worst: _Worst
+    price: Price | None
+    note: QuotaNote
+
+
+class QuotaEnforcer:
+    """Middleware holding calls to ``limits`` in ``store`` (default: a :class:`MemoryStore`).
+
+    ``input_bound`` bounds input tokens (``InputBound("bytes")`` by default);
+    ``count_tokens=True`` asks Bedrock's CountTokens first and falls back to the bound.
+    ``on_store_error`` is ``"fail_closed"`` (503, the default) or ``"fail_open"`` (forward
+    unmetered, with a warning). ``reject_unpriced`` refuses calls to models without a price even
+    when no dollar limit counts them. ``clock`` returns epoch seconds (inject it in tests).
+    """
+
+    def __init__(self, limits: Sequence[Limit], store: QuotaStore | None = None,
+                 pricing: Pricing | None = None, *, input_bound: InputBound | None = None,
+                 count_tokens: bool = False, default_max_tokens: int = 4096,
+                 on_store_error: str = "fail_closed", reservation_ttl_s: float = 900,
+                 reject_unpriced: bool = False, clock: Callable[[], float] = time.time) -> None:
+        if on_store_error not in ("fail_closed", "fail_open"):
+            raise ValueError("on_store_error must be 'fail_closed' or 'fail_open'")
+        self.limits = tuple(limits)
+        self.store = store if store is not None else MemoryStore()
+        self.pricing = pricing if pricing is not None else Pricing()
+        self.input_bound = input_bound if input_bound is not None else InputBound()
+        self.count_tokens = count_tokens
+        self.default_max_tokens = default_max_tokens
+        self.fail_open = on_store_error == "fail_open"
+        self.ttl_ms = int(reservation_ttl_s * 1000)
+        self.reject_unpriced = reject_unpriced
+        self.clock = clock
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __call__(self, call: Call, next_: Next) -> Response:
+        principal, model = call.principal, call.model_id
+        matched = [(limit, key) for limit in self.limits
+                   if (key := limit.scope_key(principal, model)) is not None]
+        if not matched and not self.reject_unpriced:
+            return next_(call)
+        generating = generates(call)
+        units = {limit.spec.unit for limit, _ in matched}
+        price = self._price(call, "usd" in units or self.reject_unpriced) if generating \
+            else None
+        if not matched:
+            return next_(call)
+        worst = self._worst(call, next_, price) if generating and units - {"requests"} \
+            else _Worst(0, 0)
+        now_ms = int(self.clock() * 1000)
+        charges = [self._charge(limit, key, worst, now_ms) for limit, key in matched]
+        for (limit, _), charge in zip(matched, charges, strict=True):
+            if charge.amount > charge.capacity:
+                raise ServiceQuotaExceededError(
+                    f"This request's worst case ({_amount(limit, charge.amount)}) exceeds the"
+                    f" {limit.name} limit of {_amount(limit, charge.capacity)} on its own;"
+                    " lower its maximum output tokens or prompt size.")
+        slot = hold_slot(now_ms, self.ttl_ms)
+        try:
+            decision = self.store.reserve(charges, now_ms, slot)
+        except Exception as exc:
+            if not self.fail_open:
+                log.error("quota store unavailable; refusing the call (fail_closed): %r", exc)
+                raise ServiceUnavailableError(
+                    "The gateway cannot check quotas right now; try again later.") from exc
+            log.warning("quota store unavailable; forwarding unmetered (fail_open): %r", exc)
+            return next_(call)
+        if not decision.ok:
+            self._refuse(matched[decision.refused][0], charges[decision.refused], decision,
+                         now_ms)
+        limits = tuple(limit for limit, _ in matched)
+        note = QuotaNote(tuple(limit.name for limit in limits))
+        call.attrs[QUOTA_NOTE] = note
+        held = _Held(limits, charges, slot, worst, price, note)
+        try:
+            response = next_(call)
+        except BaseException:
+            self._settle(held, [1 if _is_requests(limit) else 0 for limit in limits])
+            raise
+        _remaining_headers(response, limits, decision)
+        meter = Meter.of(call, response)
+        response.on_close(lambda: self._finish(held, meter, generating))
+        return response
+
+    # -- before -----------------------------------------------------------------------------
+
+    def _price(self, call: Call, required: bool) -> Price | None:
+        model = call.model_id
+        price = self.pricing.price_for(model) if model else None
+        if price is None and required:
+            raise ValidationError(
+                f"The model {model} has no price configured at the gateway, so its cost cannot"
+                " be bounded; ask the gateway operator to add it to [pricing].")
+        return price
+
+    def _worst(self, call: Call, next_: Next, price: Price | None) -> _Worst:
+        output = output_bound(call, self.default_max_tokens)
+        if output is None:
+            raise ValidationError(
+                "The gateway cannot find this model's maximum-output-tokens field and enforces"
+                " token quotas: set max_tokens (or the model's equivalent) in the request.")
+        inp = count_input_tokens(call, next_) if self.count_tokens else None
+        if inp is None:
+            inp = self.input_bound(call)
+        usd = 0
+        if price is not None:
+            dearest = max(r for r in (price.input, price.cache_read, price.cache_write)
+                          if r is not None)
+            usd = nano_usd((inp * dearest + output * price.output) / _MILLION)
+        return _Worst(inp + output, usd)
+
+    def _charge(self, limit: Limit, key: str, worst: _Worst, now_ms: int) -> Charge:
+        spec = limit.spec
+        amount = 1 if spec.unit == "requests" else worst.tokens if spec.unit == "tokens" \
+            else worst.usd
+        if spec.rate_ms:
+            return Charge(key, amount, limit.capacity, period_ms=spec.rate_ms)
+        period = period_of(spec.calendar, now_ms)
+        return Charge(f"{key}|{period.label}", amount, limit.capacity,
+                      expires_ms=period.ends_ms)
+
+    def _refuse(self, limit: Limit, charge: Charge, decision: Decision, now_ms: int) -> None:
+        if charge.is_rate:
+            seconds = decision.retry_after_ms / 1000
+            raise ThrottlingError(
+                f"Rate exceeded: {limit.name} limit of {_amount(limit, charge.capacity)} per"
+                f" minute; retry in {seconds:.1f} s.", retry_after_ms=decision.retry_after_ms)
+        period = period_of(limit.spec.calendar, now_ms)
+        raise ServiceQuotaExceededError(
+            f"Quota exceeded: {limit.name} limit of {_amount(limit, charge.capacity)} is used up"
+            f" for {period.label} (UTC).")
+
+    # -- after ------------------------------------------------------------------------------
+
+    def _finish(self, held: _Held, meter: Meter, generating: bool) -> None:
+        usage, price, worst, note = meter.usage, held.price, held.worst, held.note
+        tokens, usd = 0, 0
+        if meter.status == 200 and meter.complete and usage is not None:
+            tokens = usage.total_tokens
+            if price is not None:
+                usd = nano_usd(price.cost(usage.input_tokens, usage.output_tokens,
+                                          usage.cache_read_tokens, usage.cache_write_tokens))
+        elif meter.status == 200 and generating:  # cut short, or usage not readable
+            tokens, usd = worst.tokens, worst.usd
+            note.estimated = True
+        if price is not None:
+            note.cost_usd = Decimal(usd) / NANO_USD
+        actual = [1 if _is_requests(limit) else tokens if limit.spec.unit == "tokens" else usd
+                  for limit in held.limits]
+        self._settle(held, actual)
+
+    def _settle(self, held: _Held, actual: list[int]) -> None:
+        for attempt in range(3):
+            try:
+                self.store.settle(held.charges, actual, int(self.clock() * 1000), held.slot)
+                return
+            except Exception as exc:  # the holds expire by themselves; the usage is logged
+                if attempt == 2:
+                    log.error("quota settle failed; holds expire at their deadline, unrecorded"
+                              " usage %s on %s: %r", actual, [c.key for c in held.charges], exc)
+
+
+def _is_requests(limit: Limit) -> bool:
+    return limit.spec.unit == "requests"
+
+
+def _amount(limit: Limit, units: float) -> str:
+    unit = limit.spec.unit
+    if unit == "usd":
+        return f"{(Decimal(int(units)) / NANO_USD).normalize():f} USD"
+    return f"{int(units):,} {unit}"
+
+
+def _remaining_headers(response: Response, limits: tuple[Limit, ...],
+                       decision: Decision) -> None:
+    """``x-bedrock-gateway-remaining-<kind>``: the tightest remainder of each kind."""
+    tightest: dict[str, float] = {}
+    for limit, left in zip(limits, decision.remaining, strict=True):
+        kind = limit.kind
+        tightest[kind] = min(tightest.get(kind, left), left)
+    for kind, left in tightest.items():
+        name = _HEADER + kind.replace("_", "-")
+        if kind.startswith("usd"):
+            response.headers[name] = f"{max(left, 0) / 1e9:.6f}"
+        else:
+            response.headers[name] = str(max(int(left), 0))

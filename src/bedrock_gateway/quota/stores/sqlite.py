@@ -1,0 +1,191 @@
+"""A quota store in one SQLite file, shared by the gateway processes (and their threads) on a host.
+
+Schema (created on first open)::
+
+    CREATE TABLE quota (
+        key        TEXT PRIMARY KEY,  -- the charge key
+        state      TEXT NOT NULL,     -- the ledger state, compact JSON
+        expires_ms INTEGER NOT NULL   -- when the row may be deleted (0: never)
+    ) WITHOUT ROWID
+
+:meth:`~SQLiteStore.reserve` and :meth:`~SQLiteStore.settle` each run one ``BEGIN IMMEDIATE``
+transaction: read the states of the call's keys, apply the ledger's pure functions, upsert the
+results. ``IMMEDIATE`` takes the write lock before reading, so writers in other threads and
+processes queue on the busy timeout (``timeout_s``) rather than racing or failing on a lock
+upgrade. The file runs in WAL mode, so :meth:`~SQLiteStore.level` reads never wait for a
+writer, with ``synchronous=NORMAL``: a power loss may forget the last commits, never corrupt the
+file — acceptable for quota counters.
+
+A row may be deleted once its ``expires_ms`` has passed: a rate key when its bucket has drained
+(its last write plus one period), a calendar key when its period ends. Every
+``_SWEEP_EVERY``-th write transaction of a store deletes such rows.
+
+Each store object keeps one connection guarded by a lock (waited on for ``timeout_s`` too). That
+beat a connection per thread, whose threads contend on the file lock where SQLite's busy handler
+sleeps: a reserve + settle pair took 0.10 ms either way from one thread, 0.14 against 0.16 ms
+from 8 threads, 0.16 against 0.30 ms from 32 (slowest pair 0.4 s against 1.0 s), 0.20 against
+0.43 ms from 64 (slowest 0.6 s against 1.4 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from bedrock_gateway.quota.ledger import (
+    Charge,
+    Decision,
+    QuotaStore,
+    QuotaStoreError,
+    State,
+    current_level,
+    reserve_states,
+    settle_state,
+)
+
+__all__ = ["SQLiteStore"]
+
+_SWEEP_EVERY = 1024  # write transactions between deletions of expired rows
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS quota (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID"""
+_SELECT = "SELECT state FROM quota WHERE key = ?"
+_UPSERT = ("INSERT INTO quota (key, state, expires_ms) VALUES (?, ?, ?) ON CONFLICT (key) "
+           "DO UPDATE SET state = excluded.state, expires_ms = excluded.expires_ms")
+_SWEEP = "DELETE FROM quota WHERE expires_ms > 0 AND expires_ms < ?"
+
+
+def _expiry(charge: Charge, state: State) -> int:
+    if charge.is_rate:  # the bucket has drained one period after its last write
+        return int(state["t"]) + charge.period_ms
+    return charge.expires_ms
+
+
+class SQLiteStore(QuotaStore):
+    """Counters in the SQLite file at ``path`` (its directory must exist)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout_s: float = 5.0) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._timeout_s = timeout_s
+        self._writes = 0
+        try:
+            conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise QuotaStoreError(f"cannot open the SQLite quota store {self.path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise QuotaStoreError(f"cannot open the SQLite quota store {self.path}: {exc}") from exc
+        self._conn: sqlite3.Connection | None = conn
+
+    def reserve(self, charges: Sequence[Charge], now_ms: int, slot: int) -> Decision:
+        if not charges:
+            return Decision(True, ())
+        with self._transaction(now_ms) as conn:
+            states = self._read(conn, [c.key for c in charges])
+            decision, new = reserve_states([states.get(c.key) for c in charges], charges,
+                                           now_ms, slot)
+            if new is not None:
+                conn.executemany(_UPSERT, [(c.key, _dump(st), _expiry(c, st))
+                                           for c, st in zip(charges, new, strict=True)])
+        return decision
+
+    def settle(self, charges: Sequence[Charge], actual: Sequence[int], now_ms: int,
+               slot: int) -> None:
+        if not charges:
+            return
+        with self._transaction(now_ms) as conn:
+            states = self._read(conn, [c.key for c in charges])
+            rows: dict[str, tuple[str, str, int]] = {}
+            for charge, amount in zip(charges, actual, strict=True):
+                state = settle_state(states.get(charge.key), charge, amount, now_ms, slot)
+                states[charge.key] = state
+                rows[charge.key] = (charge.key, _dump(state), _expiry(charge, state))
+            conn.executemany(_UPSERT, rows.values())
+
+    def level(self, charge: Charge, now_ms: int) -> float:
+        with self._locked() as conn:
+            try:
+                states = self._read(conn, [charge.key])
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+        return current_level(states.get(charge.key), charge, now_ms)
+
+    def sweep(self, now_ms: int) -> int:
+        """Delete the rows whose time has passed; how many went."""
+        with self._transaction(None) as conn:
+            return conn.execute(_SWEEP, (now_ms,)).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @contextmanager
+    def _transaction(self, now_ms: int | None) -> Iterator[sqlite3.Connection]:
+        """One write transaction (sweeping expired rows every so often when given ``now_ms``)."""
+        with self._locked() as conn:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    if now_ms is not None:
+                        self._writes += 1
+                        if self._writes % _SWEEP_EVERY == 0:
+                            conn.execute(_SWEEP, (now_ms,))
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        if not self._lock.acquire(timeout=self._timeout_s):
+            raise QuotaStoreError(f"SQLite quota store {self.path}: busy for {self._timeout_s} s")
+        try:
+            if self._conn is None:
+                raise QuotaStoreError(f"the SQLite quota store {self.path} is closed")
+            yield self._conn
+        finally:
+            self._lock.release()
+
+    def _read(self, conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, State]:
+        states: dict[str, State] = {}
+        for key in dict.fromkeys(keys):
+            row = conn.execute(_SELECT, (key,)).fetchone()
+            if row is not None:
+                states[key] = _load(row[0], key)
+        return states
+
+    def _error(self, exc: sqlite3.Error) -> QuotaStoreError:
+        return QuotaStoreError(f"SQLite quota store {self.path}: {exc}")
+
+
+def _dump(state: State) -> str:
+    return json.dumps(state, separators=(",", ":"))
+
+
+def _load(text: Any, key: str) -> State:
+    try:
+        state = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise QuotaStoreError(f"unreadable quota state for {key!r}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise QuotaStoreError(f"unreadable quota state for {key!r}: {text!r}")
+    return state

@@ -1,0 +1,263 @@
+"""What only the Redis store promises: one round trip per call, the key layout (hash tag, TTLs),
+fast failures, surviving a script flush, and the ledger's arithmetic bit for bit in Lua."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("redis")
+
+import redis
+from redis.connection import AbstractConnection
+from redis.crc import key_slot
+
+from bedrock_gateway.quota.ledger import (
+    HOLD_SLOT_MS,
+    Charge,
+    QuotaStore,
+    QuotaStoreError,
+    hold_slot,
+)
+from bedrock_gateway.quota.stores import open_store
+from bedrock_gateway.quota.stores.memory import MemoryStore
+from bedrock_gateway.quota.stores.redis import GRACE_MS, RedisStore
+
+T0 = 1_790_000_000_000
+TTL = 15 * 60_000
+MINUTE = 60_000
+DAY = 86_400_000
+SLOT = hold_slot(T0, TTL)
+
+
+def rate(key: str = "rpm", amount: int = 1, capacity: int = 10) -> Charge:
+    return Charge(key, amount, capacity, period_ms=MINUTE)
+
+
+def budget(key: str = "day", amount: int = 100, capacity: int = 150) -> Charge:
+    return Charge(key, amount, capacity, expires_ms=T0 + DAY)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"q{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(redis_url: str, prefix: str) -> Iterator[RedisStore]:
+    s = RedisStore.from_url(redis_url, prefix=prefix)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def admin(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+class Sent:
+    """The commands every redis-py connection writes to its socket (one per round trip)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.names: list[str] = []
+        original = AbstractConnection.send_packed_command
+
+        def send(conn: Any, command: Any, *args: Any, **kwargs: Any) -> None:
+            packed = command if isinstance(command, bytes) else b"".join(command)
+            self.names.append(packed.split(b"\r\n")[2].decode().upper())
+            original(conn, command, *args, **kwargs)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", send)
+
+    def take(self) -> list[str]:
+        names, self.names = self.names, []
+        return names
+
+
+def evalsha_calls(admin: redis.Redis) -> int:
+    stats: dict[str, Any] = admin.info("commandstats")  # type: ignore[assignment]
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_one_round_trip_per_reserve_and_per_settle(
+        store: RedisStore, admin: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.client.ping()  # connect first: the handshake is not the calls' business
+    sent = Sent(monkeypatch)
+    three = [rate(), budget(), Charge("tpm", 500, 1_000, period_ms=MINUTE)]
+    assert store.reserve(three, T0, SLOT).ok
+    assert sent.take() == ["EVAL"]  # first use sends the script itself, no NOSCRIPT detour
+    store.settle(three, [1, 40, 300], T0, SLOT)
+    assert sent.take() == ["EVAL"]
+    before = evalsha_calls(admin)
+    sent.take()
+    decision = store.reserve(three, T0 + 1, SLOT)
+    assert decision.ok
+    assert sent.take() == ["EVALSHA"]
+    store.settle(three, [1, 40, 300], T0 + 1, SLOT)
+    assert sent.take() == ["EVALSHA"]
+    refused = store.reserve([budget(amount=1_000)], T0 + 2, SLOT)
+    assert not refused.ok
+    assert sent.take() == ["EVALSHA"]
+    assert store.level(budget(), T0 + 2) == 80
+    assert sent.take() == ["HGETALL"]
+    sent.take()
+    assert evalsha_calls(admin) - before == 3
+
+
+def test_an_empty_call_does_not_touch_redis(
+        store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = Sent(monkeypatch)
+    assert store.reserve([], T0, SLOT).ok
+    store.settle([], [], T0, SLOT)
+    assert sent.take() == []
+
+
+def test_keys_carry_the_prefix_hash_tag_and_expire(
+        store: RedisStore, admin: redis.Redis, prefix: str) -> None:
+    hostile = ["a{b}c", "}{", "{x}", "a%7Bb", "a{b", "%", "%25", "ü{😀}" * 50, "k" * 300]
+    for key in hostile:
+        assert store.reserve([budget(key, 150, 150)], T0, SLOT).ok
+    assert store.reserve([rate("r{}")], T0, SLOT).ok
+    keys = list(admin.scan_iter(match=f"{{{prefix}}}:*", count=1000))
+    assert len(keys) == len(hostile) + 1  # quoting keeps distinct charge keys distinct
+    tag_slot = key_slot(prefix.encode())
+    for key in keys:
+        assert key.startswith(b"{" + prefix.encode() + b"}:")
+        assert key.count(b"{") == 1 and key.count(b"}") == 1
+        assert key_slot(key) == tag_slot
+    for key in hostile:
+        assert store.level(budget(key), T0) == 150
+        ttl = admin.pttl(store.key(key))
+        assert DAY < ttl <= DAY + GRACE_MS  # the period ends a day after T0, then a day's grace
+        assert admin.hget(store.key(key), "h:" + str(SLOT)) == b"150"
+    assert 0 < admin.pttl(store.key("r{}")) <= MINUTE
+    assert sorted(admin.hkeys(store.key("r{}"))) == [b"l", b"t"]
+
+
+def test_a_bucket_key_lives_until_it_has_drained_even_from_a_clock_behind(
+        store: RedisStore, admin: redis.Redis) -> None:
+    assert store.reserve([rate(amount=5)], T0 + 10_000, SLOT).ok
+    assert store.reserve([rate(amount=5)], T0, SLOT).ok  # t stays at T0 + 10 s
+    assert MINUTE < admin.pttl(store.key("rpm")) <= MINUTE + 10_000
+
+
+def test_expired_holds_are_pruned_on_write(store: RedisStore, admin: redis.Redis) -> None:
+    early, later = hold_slot(T0, TTL), hold_slot(T0 + 5 * MINUTE, TTL)
+    assert store.reserve([budget(amount=50)], T0, early).ok
+    assert store.reserve([budget(amount=50)], T0 + 5 * MINUTE, later).ok
+    assert admin.hlen(store.key("day")) == 3
+    store.settle([budget(amount=50)], [10], early * HOLD_SLOT_MS, later)
+    assert admin.hgetall(store.key("day")) == {b"u": b"10"}
+
+
+def test_an_unreachable_redis_fails_fast_without_leaking_the_password() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = RedisStore.from_url(f"redis://user:s3cr%21t@127.0.0.1:{port}/0")
+    started = time.monotonic()
+    for call in (lambda: store.reserve([rate()], T0, SLOT),
+                 lambda: store.settle([rate()], [1], T0, SLOT),
+                 lambda: store.level(rate(), T0)):
+        with pytest.raises(QuotaStoreError) as info:
+            call()
+        assert "s3cr" not in str(info.value)
+    assert time.monotonic() - started < 1.0  # refused at once, and never retried
+    store.close()
+
+
+def test_a_redis_that_never_answers_times_out() -> None:
+    with socket.socket() as listener:  # accepts connections (backlog) but never replies
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout_s=0.2)
+        started = time.monotonic()
+        with pytest.raises(QuotaStoreError, match="Timeout"):
+            store.reserve([rate()], T0, SLOT)
+        assert time.monotonic() - started < 2.0
+        store.close()
+
+
+def test_the_store_survives_a_script_flush(
+        store: RedisStore, admin: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert store.reserve([rate()], T0, SLOT).ok
+    store.settle([rate()], [1], T0, SLOT)
+    admin.script_flush()
+    sent = Sent(monkeypatch)
+    assert store.reserve([rate()], T0, SLOT).ok
+    assert sent.take() == ["EVALSHA", "EVAL"]  # NOSCRIPT, then the script itself
+    store.settle([rate()], [1], T0, SLOT)
+    assert sent.take() == ["EVALSHA", "EVAL"]
+    assert store.reserve([rate()], T0, SLOT).ok
+    assert sent.take() == ["EVALSHA"]
+    assert store.level(rate(), T0) == pytest.approx(3)
+
+
+def test_a_client_passed_in_stays_open(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = RedisStore(client, prefix=prefix)
+    assert store.reserve([rate()], T0, SLOT).ok
+    store.close()
+    assert client.ping()
+    client.close()
+
+
+def test_a_prefix_must_be_a_hash_tag(redis_url: str) -> None:
+    for bad in ("", "a{b", "a}b"):
+        with pytest.raises(ValueError, match="prefix"):
+            RedisStore.from_url(redis_url, prefix=bad)
+
+
+def test_open_store_takes_the_prefix_from_the_url(
+        redis_url: str, admin: redis.Redis, prefix: str) -> None:
+    store = open_store(f"{redis_url}?prefix={prefix}")
+    assert isinstance(store, RedisStore)
+    assert store.reserve([rate()], T0, SLOT).ok
+    assert admin.exists(f"{{{prefix}}}:rpm") == 1
+    store.close()
+
+
+def _random_charge(rng: random.Random, i: int) -> Charge:
+    key = f"k{i}"
+    if i % 2:  # odd capacities and periods make levels fractional
+        capacity = rng.choice([3, 7, 1_000, 999_983, 10**12])
+        return Charge(key, rng.randint(0, capacity), capacity,
+                      period_ms=rng.choice([1_000, 7_777, MINUTE, 3_600_000]))
+    capacity = rng.choice([0, 150, 10**6, 10**15])
+    return Charge(key, rng.randint(0, max(capacity // 3, 1)), capacity,
+                  expires_ms=T0 + DAY)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_lua_arithmetic_matches_the_reference_exactly(
+        store: RedisStore, seed: int) -> None:
+    """Random calls against the memory store (the reference functions) and Redis: every
+    decision, remaining amount, retry and level must be equal, not approximately equal."""
+    rng = random.Random(seed)
+    reference: QuotaStore = MemoryStore()
+    charges = [_random_charge(rng, i) for i in range(6)]
+    now = T0
+    for _ in range(250):
+        now += rng.choice([0, 0, 1, 333, 4_999, MINUTE, 7 * MINUTE, -700])
+        slot = hold_slot(now, rng.choice([0, TTL, -2 * MINUTE]))  # some holds expire at once
+        picked = rng.sample(charges, rng.randint(1, 3))
+        picked = [Charge(c.key, rng.randint(0, c.capacity or 1), c.capacity, c.period_ms,
+                         c.expires_ms) for c in picked]
+        expected = reference.reserve(picked, now, slot)
+        assert store.reserve(picked, now, slot) == expected
+        if expected.ok and rng.random() < 0.7:
+            later = now + rng.choice([0, 10, 20_000, TTL + MINUTE])
+            actual = [rng.randint(0, 2 * c.amount + 1) for c in picked]
+            reference.settle(picked, actual, later, slot)
+            store.settle(picked, actual, later, slot)
+        for c in charges:
+            assert store.level(c, now) == reference.level(c, now)
