@@ -7,11 +7,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from bedrock_gateway import Call, Gateway, Principal, Response
-from bedrock_gateway.errors import UpstreamUnavailableError
-from bedrock_gateway.errors import StreamError
+from bedrock_gateway.errors import StreamError, UpstreamUnavailableError
 from bedrock_gateway.eventstream import EventStreamDecoder, Frame, event_frame
 from bedrock_gateway.pipeline import Next
 from bedrock_gateway.quota.bounds import InputBound

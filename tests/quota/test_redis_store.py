@@ -68,7 +68,7 @@ class Sent:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.names: list[str] = []
-        original = AbstractConnection.send_packed_command
+        original: Any = AbstractConnection.send_packed_command
 
         def send(conn: Any, command: Any, *args: Any, **kwargs: Any) -> None:
             packed = command if isinstance(command, bytes) else b"".join(command)
@@ -83,7 +83,7 @@ class Sent:
 
 
 def evalsha_calls(admin: redis.Redis) -> int:
-    stats: dict[str, Any] = admin.info("commandstats")  # type: ignore[assignment]
+    stats: dict[str, Any] = admin.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -66,12 +67,20 @@ _Items = dict[str, tuple[State, int, str]]  # key -> (state, version, write id)
 _Writes = dict[str, tuple[State, int | None]]  # key -> (new state, TTL epoch seconds)
 
 
+_session: Any = None  # one boto3 session makes every client (it caches the service model)
+_session_lock = threading.Lock()  # and is not thread-safe
+
+
 def _client(region: str | None, endpoint_url: str | None) -> Any:
+    global _session
     config = Config(connect_timeout=2, read_timeout=5, max_pool_connections=64,
                     retries={"mode": "standard", "max_attempts": 3})
     try:
-        return boto3.session.Session().client("dynamodb", region_name=region,
-                                              endpoint_url=endpoint_url, config=config)
+        with _session_lock:
+            if _session is None:
+                _session = boto3.session.Session()
+            return _session.client("dynamodb", region_name=region, endpoint_url=endpoint_url,
+                                   config=config)
     except BotoCoreError as exc:
         raise QuotaStoreError(f"cannot make a DynamoDB client: {exc}") from exc
 
@@ -256,9 +265,10 @@ def create_table(table_name: str, *, region: str | None = None, endpoint_url: st
     key_schema = [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}]
     try:
         try:
-            ddb.create_table(TableName=table_name, KeySchema=key_schema, BillingMode="PAY_PER_REQUEST",
+            ddb.create_table(TableName=table_name, KeySchema=key_schema,
                              AttributeDefinitions=[{"AttributeName": KEY_ATTRIBUTE,
-                                                    "AttributeType": "S"}])
+                                                    "AttributeType": "S"}],
+                             BillingMode="PAY_PER_REQUEST")
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
                 raise
