@@ -27,6 +27,7 @@ def test_configuration_md_example_is_valid() -> None:
     config = parse_config(tomllib.loads(block))
     assert config.upstream.region == "eu-central-1"
     assert [rule.name for rule in config.access] == ["analytics-nova", "engineers", "no-opus"]
+    assert [limit.name for limit in config.quota.limits] == ["", "batch"]
 
 
 def test_documented_keys_are_the_config_keys() -> None:
@@ -76,3 +77,13 @@ def test_auth_md_snippets() -> None:
         parse_config(data)
     (rules,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "AccessRule(" in b]
     exec(compile(rules, "docs/auth.md", "exec"), {})  # noqa: S102 - our own documentation
+
+
+def test_quota_md_snippets() -> None:
+    import tomllib
+
+    (snippet,) = python_blocks("quota.md")
+    exec(compile(snippet, "docs/quota.md", "exec"), {})  # noqa: S102 - our own documentation
+    block = re.findall(r"```toml\n(.*?)```", (ROOT / "docs" / "quota.md").read_text(), re.S)[0]
+    config = parse_config({**tomllib.loads(block), "auth": {"anonymous": True}})
+    assert [limit.scope for limit in config.quota.limits] == ["tenant", "subject:model"]

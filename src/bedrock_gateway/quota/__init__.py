@@ -1,1 +1,36 @@
-"""Usage accounting: token and guardrail-unit counts read from Bedrock responses."""
+"""Usage, cost and quotas: what each call consumed, what it cost, and the limits that hold.
+
+:class:`QuotaEnforcer` is the middleware holding calls to :class:`Limit` objects in a
+:class:`QuotaStore` (:class:`MemoryStore` by default; SQLite, Redis and DynamoDB stores are
+opened with :func:`open_store` and import their client libraries only then).
+:class:`UsageRecorder` writes one :class:`UsageRecord` per call; :class:`Pricing` prices it.
+See ``docs/quota.md``.
+"""
+
+from bedrock_gateway.quota.bounds import InputBound
+from bedrock_gateway.quota.enforcer import QuotaEnforcer
+from bedrock_gateway.quota.ledger import Charge, Decision, QuotaStore, QuotaStoreError
+from bedrock_gateway.quota.limits import Limit
+from bedrock_gateway.quota.pricing import Price, Pricing
+from bedrock_gateway.quota.records import JSONLinesSink, UsageRecord, UsageRecorder
+from bedrock_gateway.quota.stores import open_store
+from bedrock_gateway.quota.stores.memory import MemoryStore
+from bedrock_gateway.quota.usage import Usage
+
+__all__ = [
+    "Charge",
+    "Decision",
+    "InputBound",
+    "JSONLinesSink",
+    "Limit",
+    "MemoryStore",
+    "Price",
+    "Pricing",
+    "QuotaEnforcer",
+    "QuotaStore",
+    "QuotaStoreError",
+    "Usage",
+    "UsageRecord",
+    "UsageRecorder",
+    "open_store",
+]

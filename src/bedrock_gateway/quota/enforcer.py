@@ -43,12 +43,40 @@ from bedrock_gateway.quota.stores.memory import MemoryStore
 __all__ = ["QuotaEnforcer"]
 
 log = logging.getLogger("bedrock_gateway.quota")
-_MILLION = Decimal(1_000_000)
 _HEADER = "x-bedrock-gateway-remaining-"
 
 
 def nano_usd(usd: Decimal) -> int:
     return int((usd * NANO_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rates:
+    """A price in nano-USD per 1M tokens (integers: rates have at most 9 decimals), so a cost
+    is one exact integer sum, rounded up to the nano-dollar."""
+
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+
+    @classmethod
+    def of(cls, price: Price) -> _Rates:
+        def n(rate: Decimal | None) -> int:
+            return nano_usd(price.input if rate is None else rate)
+
+        return cls(n(price.input), n(price.output), n(price.cache_read), n(price.cache_write))
+
+    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
+             cache_write: int = 0) -> int:
+        total = (input_tokens * self.input + output_tokens * self.output
+                 + cache_read * self.cache_read + cache_write * self.cache_write)
+        return -(-total // 1_000_000)
+
+    def worst(self, input_tokens: int, output_tokens: int) -> int:
+        """Input at the dearest input rate: a cache write may cost more than plain input."""
+        dearest = max(self.input, self.cache_read, self.cache_write)
+        return -(-(input_tokens * dearest + output_tokens * self.output) // 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +93,7 @@ class _Held:
     charges: list[Charge]
     slot: int
     worst: _Worst
-    price: Price | None
+    price: _Rates | None
     note: QuotaNote
 
 
@@ -96,6 +124,7 @@ class QuotaEnforcer:
         self.ttl_ms = int(reservation_ttl_s * 1000)
         self.reject_unpriced = reject_unpriced
         self.clock = clock
+        self._rates: dict[Price, _Rates] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -151,16 +180,21 @@ class QuotaEnforcer:
 
     # -- before -----------------------------------------------------------------------------
 
-    def _price(self, call: Call, required: bool) -> Price | None:
+    def _price(self, call: Call, required: bool) -> _Rates | None:
         model = call.model_id
         price = self.pricing.price_for(model) if model else None
-        if price is None and required:
+        if price is not None:
+            rates = self._rates.get(price)
+            if rates is None:
+                rates = self._rates[price] = _Rates.of(price)
+            return rates
+        if required:
             raise ValidationError(
                 f"The model {model} has no price configured at the gateway, so its cost cannot"
                 " be bounded; ask the gateway operator to add it to [pricing].")
-        return price
+        return None
 
-    def _worst(self, call: Call, next_: Next, price: Price | None) -> _Worst:
+    def _worst(self, call: Call, next_: Next, price: _Rates | None) -> _Worst:
         output = output_bound(call, self.default_max_tokens)
         if output is None:
             raise ValidationError(
@@ -171,9 +205,7 @@ class QuotaEnforcer:
             inp = self.input_bound(call)
         usd = 0
         if price is not None:
-            dearest = max(r for r in (price.input, price.cache_read, price.cache_write)
-                          if r is not None)
-            usd = nano_usd((inp * dearest + output * price.output) / _MILLION)
+            usd = price.worst(inp, output)
         return _Worst(inp + output, usd)
 
     def _charge(self, limit: Limit, key: str, worst: _Worst, now_ms: int) -> Charge:
@@ -205,8 +237,8 @@ class QuotaEnforcer:
         if meter.status == 200 and meter.complete and usage is not None:
             tokens = usage.total_tokens
             if price is not None:
-                usd = nano_usd(price.cost(usage.input_tokens, usage.output_tokens,
-                                          usage.cache_read_tokens, usage.cache_write_tokens))
+                usd = price.cost(usage.input_tokens, usage.output_tokens,
+                                 usage.cache_read_tokens, usage.cache_write_tokens)
         elif meter.status == 200 and generating:  # cut short, or usage not readable
             tokens, usd = worst.tokens, worst.usd
             note.estimated = True

@@ -64,16 +64,30 @@ class Period:
     ends_ms: int
 
 
+_current: dict[str, tuple[int, Period]] = {}  # calendar -> (start ms, period): most calls hit
+
+
 def period_of(calendar: str, now_ms: int) -> Period:
+    """The UTC ``"day"`` or ``"month"`` containing ``now_ms``."""
+    cached = _current.get(calendar)
+    if cached is not None and cached[0] <= now_ms < cached[1].ends_ms:
+        return cached[1]
+    period, start = _period(calendar, now_ms)
+    _current[calendar] = (start, period)
+    return period
+
+
+def _period(calendar: str, now_ms: int) -> tuple[Period, int]:
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
     if calendar == "day":
         start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        ends = int(start.timestamp() * 1000) + 86_400_000
-        return Period(start.strftime("%Y-%m-%d"), ends)
+        start_ms = int(start.timestamp() * 1000)
+        return Period(start.strftime("%Y-%m-%d"), start_ms + 86_400_000), start_ms
     first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     following = first.replace(year=first.year + 1, month=1) if first.month == 12 else \
         first.replace(month=first.month + 1)
-    return Period(first.strftime("%Y-%m"), int(following.timestamp() * 1000))
+    period = Period(first.strftime("%Y-%m"), int(following.timestamp() * 1000))
+    return period, int(first.timestamp() * 1000)
 
 
 def _quote(value: str) -> str:
