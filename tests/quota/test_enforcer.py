@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from bedrock_gateway import Call, Gateway, Principal, Response
 from bedrock_gateway.errors import StreamError, UpstreamUnavailableError
 from bedrock_gateway.eventstream import EventStreamDecoder, Frame, event_frame
@@ -278,3 +280,11 @@ def replace_call(body: bytes) -> Call:
     r = route("POST", f"/model/{MODEL}/converse")
     return Call("POST", "/x", "", {}, body, r.operation, r.params)
 
+
+
+def test_two_limits_on_one_counter_are_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="same scope"):
+        QuotaEnforcer([Limit("tenant", "requests_per_minute", Decimal(5)),
+                       Limit("tenant", "requests_per_minute", Decimal(9))])
+    QuotaEnforcer([Limit("tenant", "requests_per_minute", Decimal(5)),
+                   Limit("tenant", "requests_per_minute", Decimal(9), tenants=frozenset({"a"}))])

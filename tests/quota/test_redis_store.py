@@ -4,7 +4,9 @@ fast failures, surviving a script flush, and the ledger's arithmetic bit for bit
 from __future__ import annotations
 
 import random
+import shutil
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +30,8 @@ from bedrock_gateway.quota.ledger import (
 from bedrock_gateway.quota.stores import open_store
 from bedrock_gateway.quota.stores.memory import MemoryStore
 from bedrock_gateway.quota.stores.redis import GRACE_MS, RedisStore
+
+from .conftest import _free_port
 
 T0 = 1_790_000_000_000
 TTL = 15 * 60_000
@@ -224,6 +228,54 @@ def test_open_store_takes_the_prefix_from_the_url(
     assert store.reserve([rate()], T0, SLOT).ok
     assert admin.exists(f"{{{prefix}}}:rpm") == 1
     store.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A one-node Redis Cluster serving every slot: it enforces the one-slot rule for real."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port, workdir = _free_port(), tmp_path_factory.mktemp("cluster")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
+         "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    admin: Any = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                admin.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None, "no redis-server"
+                time.sleep(0.02)
+        while b"cluster_state:ok" not in admin.execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the cluster did not come up"
+            time.sleep(0.02)
+        yield port
+    finally:
+        admin.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_cluster_client_runs_every_call_in_one_slot(cluster_port: int, prefix: str) -> None:
+    client: Any = redis.RedisCluster(host="127.0.0.1", port=cluster_port)
+    store = RedisStore(client, prefix=prefix)
+    three = [rate("a{x}"), budget("b}"), Charge("c", 1, 1, expires_ms=T0 + DAY)]
+    assert store.reserve(three, T0, SLOT).ok  # keys in different slots would be refused
+    refused = store.reserve(three, T0, SLOT)
+    assert not refused.ok and refused.refused == 1
+    store.settle(three, [1, 30, 1], T0, SLOT)
+    client.script_flush()
+    assert store.reserve(three[:2], T0, SLOT).ok
+    assert store.level(budget("b}"), T0) == 130
+    assert {key_slot(k) for k in client.keys(target_nodes=client.ALL_NODES)} == {
+        key_slot(prefix.encode())}
+    store.close()
+    client.close()
 
 
 def _random_charge(rng: random.Random, i: int) -> Charge:

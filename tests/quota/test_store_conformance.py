@@ -160,3 +160,8 @@ def test_a_clock_slightly_behind_never_drains_backwards(store: QuotaStore) -> No
     assert store.reserve([rate(amount=5)], T0 - 500, slot).ok  # another host, 0.5 s behind
     assert not store.reserve([rate()], T0 - 500, slot).ok
     assert store.level(rate(), T0) == pytest.approx(10)
+
+
+def test_a_zero_rate_refuses_and_advises_one_period(store: QuotaStore) -> None:
+    decision = store.reserve([rate(amount=1, capacity=0)], T0, hold_slot(T0, TTL))
+    assert not decision.ok and decision.retry_after_ms == MINUTE

@@ -115,6 +115,10 @@ class QuotaEnforcer:
         if on_store_error not in ("fail_closed", "fail_open"):
             raise ValueError("on_store_error must be 'fail_closed' or 'fail_open'")
         self.limits = tuple(limits)
+        counters = [(limit.scope_key_template, limit.kind) for limit in self.limits]
+        if len(set(counters)) != len(counters):
+            raise ValueError("two limits of one kind count the same calls on the same scope;"
+                             " keep the stricter one")
         self.store = store if store is not None else MemoryStore()
         self.pricing = pricing if pricing is not None else Pricing()
         self.input_bound = input_bound if input_bound is not None else InputBound()

@@ -117,9 +117,11 @@ def reserve_states(states: Sequence[State | None], charges: Sequence[Charge], no
     for i, (level, charge) in enumerate(zip(levels, charges, strict=True)):
         if level + charge.amount > charge.capacity:
             retry = 0
-            if charge.is_rate:
+            if charge.is_rate and charge.capacity > 0:
                 excess = level + charge.amount - charge.capacity
                 retry = max(-int(-excess * charge.period_ms // charge.capacity), 1)
+            elif charge.is_rate:  # a zero rate never refills: say "a period", not forever
+                retry = charge.period_ms
             remaining = tuple(c.capacity - lv for c, lv in zip(charges, levels, strict=True))
             return Decision(False, remaining, i, retry), None
     new = [_with(st, ch, now_ms, level=lv, delta=ch.amount, slot=slot, settled=0)

@@ -128,6 +128,11 @@ class Limit:
             object.__setattr__(self, "name", f"{self.scope} {self.kind}")
 
     @property
+    def scope_key_template(self) -> str:
+        """What identifies this limit's counters: scope and filters (not the number)."""
+        return f"{self.scope}{self._tag}"
+
+    @property
     def spec(self) -> Kind:
         return KINDS[self.kind]
 

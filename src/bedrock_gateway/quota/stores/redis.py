@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from bedrock_gateway.quota.ledger import (
@@ -181,6 +181,7 @@ class _Script:
 
 
 _RESERVE_SCRIPT, _SETTLE_SCRIPT = _Script(_RESERVE), _Script(_SETTLE)
+_ERRORS = (RedisError, RedisClusterException)  # the latter: e.g. a slot no node serves
 
 
 def _quote(key: str) -> str:
@@ -196,7 +197,7 @@ class RedisStore(QuotaStore):
     passed in stays the caller's (:meth:`close` leaves it open), one made by :meth:`from_url` is
     closed by :meth:`close`."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "bgw") -> None:
+    def __init__(self, client: redis.Redis | redis.RedisCluster, *, prefix: str = "bgw") -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError("a Redis quota prefix must be non-empty, without '{' or '}'")
         self._client: Any = client
@@ -220,7 +221,7 @@ class RedisStore(QuotaStore):
         return store
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> redis.Redis | redis.RedisCluster:
         """The redis-py client (for health checks)."""
         return self._client  # type: ignore[no-any-return]
 
@@ -257,7 +258,7 @@ class RedisStore(QuotaStore):
     def level(self, charge: Charge, now_ms: int) -> float:
         try:
             raw = self._client.hgetall(self.key(charge.key))
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise self._failure(exc) from exc
         fields = {_text(k): _text(v) for k, v in raw.items()}
         try:
@@ -288,11 +289,11 @@ class RedisStore(QuotaStore):
             reply = self._client.eval(script.text, len(keys), *keys, *argv)
             self._sent.add(script.sha)
             return reply
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise self._failure(exc) from exc
 
-    def _failure(self, exc: RedisError) -> QuotaStoreError:
-        message = f"Redis quota store unavailable: {type(exc).__name__}: {exc}"
+    def _failure(self, exc: Exception) -> QuotaStoreError:
+        message = f"Redis quota store failed: {type(exc).__name__}: {exc}"
         for secret in self._secrets:
             message = message.replace(secret, "***")
         return QuotaStoreError(message)
