@@ -87,3 +87,11 @@ def test_quota_md_snippets() -> None:
     block = re.findall(r"```toml\n(.*?)```", (ROOT / "docs" / "quota.md").read_text(), re.S)[0]
     config = parse_config({**tomllib.loads(block), "auth": {"anonymous": True}})
     assert [limit.scope for limit in config.quota.limits] == ["tenant", "subject:model"]
+
+
+def test_readme_config_is_valid() -> None:
+    import tomllib
+
+    (block,) = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    config = parse_config(tomllib.loads(block))
+    assert config.quota.limits[0].usd_per_day == 50 and config.usage.log == "usage.jsonl"
