@@ -234,3 +234,28 @@ def test_two_gateway_processes_share_one_redis(
 
 
 
+
+
+def test_remaining_quota_headers_and_the_count_tokens_bound_through_boto3(
+        start: Start, fake_bedrock: FakeBedrock) -> None:
+    server, _ = start("""
+[quota]
+input_bound = "count_tokens"
+default_max_tokens = 64
+[[quota.limits]]
+scope = "global"
+requests_per_minute = 5
+tokens_per_day = 100000
+""")
+    client = gateway_client(server.url)
+    reply = client.converse(modelId=HAIKU, messages=MESSAGES)
+    headers = reply["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-bedrock-gateway-remaining-requests-per-minute"] == "4"
+    # held: Bedrock's own count of the prompt + the injected 64 output tokens
+    counted = client.count_tokens(modelId=HAIKU, input={"converse": {"messages": MESSAGES}})
+    assert int(headers["x-bedrock-gateway-remaining-tokens-per-day"]) == \
+        100000 - counted["inputTokens"] - 64
+    client.close()
+    ops = [r.operation for r in fake_bedrock.requests]
+    assert ops[:2] == ["CountTokens", "Converse"]
+    assert json.loads(fake_bedrock.requests[1].body)["inferenceConfig"] == {"maxTokens": 64}
