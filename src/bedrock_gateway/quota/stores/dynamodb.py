@@ -1,30 +1,27 @@
 """A quota store in a DynamoDB table, shared by gateways on any number of hosts.
 
-Table schema (:func:`create_table` makes it; any table with this key schema will do)::
+Table (:func:`create_table` makes it: on-demand billing, TTL on ``expires_at``)::
 
     pk          S  partition key: the charge key (no sort key)
-    s           S  the ledger state as compact JSON (exact: integers of any size, float repr)
-    v           N  version, 1 on the first write and +1 on each one after
+    s           S  the ledger state as compact JSON (exact for integers of any size)
+    v           N  version: 1 on the first write, +1 on each one after
     w           S  a random id of the write that made this version
-    expires_at  N  TTL attribute, epoch seconds: a rate key's bucket has drained by then (its
-                   last write plus one period); a calendar key's period ended a day before.
-                   Absent for a calendar key without an end.
-
-Billing is on demand; :func:`create_table` also turns TTL on for ``expires_at``, so DynamoDB
-deletes finished keys by itself (within a day or two; until then the states read as drained).
+    expires_at  N  TTL, epoch seconds: when a rate key's bucket has drained (its last write plus
+                   a period); a day after a calendar key's period ends; absent: never
 
 Concurrency is optimistic. A call reads its keys (``GetItem``, or ``TransactGetItems`` for
-several, both strongly consistent), applies the ledger's pure functions, and writes back the
-changed states in ONE request: a ``PutItem``, or a ``TransactWriteItems`` for several keys,
-each put conditioned on the version it read (``attribute_not_exists(pk)`` for a key it found
-empty). A refused reservation writes nothing. When another writer got there first the call
-reads again (for one key the failed put returns the current item, so no read is needed) and
-retries after a short jittered backoff, up to ``_MAX_ATTEMPTS`` times or ``_RETRY_S`` seconds;
-then, like any client or connection error, it raises :class:`QuotaStoreError`.
+several; strongly consistent), applies the ledger's pure functions and writes the new states in
+ONE request, ``PutItem`` or ``TransactWriteItems``, each put conditioned on the version it read
+(``attribute_not_exists(pk)`` for a key it found empty). A refused reservation writes nothing.
+When another writer got in first the call reads again (a failed ``PutItem`` returns the item)
+and retries after a short jittered backoff, up to ``_MAX_ATTEMPTS`` times or ``_RETRY_S``
+seconds; then, like any client or connection error, it raises :class:`QuotaStoreError`. A put
+botocore resends after losing its answer fails its condition: the store knows its own write by
+``w`` (``TransactWriteItems`` is idempotent by its client request token).
 
-A put that landed but whose answer was lost is retried by botocore and then fails its
-condition; the store recognises its own write by ``w`` and does not apply it twice
-(``TransactWriteItems`` is idempotent through its client request token already).
+Calls in one process that share a key take turns, first come first served (``_STRIPES``),
+rather than fail each other's conditions, each failure costing a write unit and a backoff;
+correctness never rests on the turns (a call waiting ``_RETRY_S`` for one goes ahead anyway).
 """
 
 from __future__ import annotations
@@ -34,6 +31,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -56,16 +54,13 @@ __all__ = ["KEY_ATTRIBUTE", "TTL_ATTRIBUTE", "DynamoDBStore", "create_table"]
 
 KEY_ATTRIBUTE = "pk"
 TTL_ATTRIBUTE = "expires_at"
-_CALENDAR_GRACE_S = 86_400
 _MAX_ATTEMPTS = 100
 _RETRY_S = 5.0
 _BACKOFF_S = (0.002, 0.05)  # the first backoff's ceiling, doubling up to the second
-_CONFLICTS = {"ConditionalCheckFailed", "TransactionConflict"}
-
+_RETRYABLE = {"ConditionalCheckFailed", "TransactionConflict", "ThrottlingError", "None"}
 T = TypeVar("T")
 _Items = dict[str, tuple[State, int, str]]  # key -> (state, version, write id)
 _Writes = dict[str, tuple[State, int | None]]  # key -> (new state, TTL epoch seconds)
-
 
 _session: Any = None  # one boto3 session makes every client (it caches the service model)
 _session_lock = threading.Lock()  # and is not thread-safe
@@ -85,26 +80,46 @@ def _client(region: str | None, endpoint_url: str | None) -> Any:
         raise QuotaStoreError(f"cannot make a DynamoDB client: {exc}") from exc
 
 
-def _error(table: str, exc: Exception) -> QuotaStoreError:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return QuotaStoreError(f"DynamoDB table {table}: {error.get('Code')}: "
-                               f"{error.get('Message')}")
-    return QuotaStoreError(f"DynamoDB table {table}: {exc}")
-
-
 class _Conflict(Exception):
-    """Another writer changed a key since it was read (``items``: the keys as they now are,
-    when the failed write told)."""
+    """Another writer changed a key since it was read (``args``: the keys now, if known)."""
 
-    def __init__(self, items: _Items | None = None) -> None:
-        self.items = items
+
+class _Turns:
+    """A lock taken first come, first served (``threading.Lock`` lets its releaser barge in)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._queue: deque[threading.Lock] = deque()  # the holder's, then the waiters'
+
+    def acquire(self, timeout: float) -> bool:
+        mine = threading.Lock()
+        mine.acquire()
+        with self._mutex:
+            self._queue.append(mine)
+            if len(self._queue) == 1:
+                return True
+        if mine.acquire(timeout=timeout):
+            return True
+        with self._mutex:  # give up, unless handed the turn meanwhile
+            if self._queue[0] is mine:
+                return True
+            self._queue.remove(mine)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            self._queue.popleft()
+            if self._queue:
+                self._queue[0].release()
+
+
+_STRIPES = tuple(_Turns() for _ in range(256))
 
 
 def _ttl(charge: Charge, state: State) -> int | None:
     if charge.is_rate:
         return -(-(int(state["t"]) + charge.period_ms) // 1000)
-    return charge.expires_ms // 1000 + _CALENDAR_GRACE_S if charge.expires_ms else None
+    return charge.expires_ms // 1000 + 86_400 if charge.expires_ms else None  # a day's grace
 
 
 class DynamoDBStore(QuotaStore):
@@ -115,6 +130,7 @@ class DynamoDBStore(QuotaStore):
         self.table = table
         self._owned = client is None
         self.client: Any = _client(region, endpoint_url) if client is None else client
+        self._scope = (self.client.meta.endpoint_url, self.client.meta.region_name, table)
 
     def reserve(self, charges: Sequence[Charge], now_ms: int, slot: int) -> Decision:
         if not charges:
@@ -123,9 +139,8 @@ class DynamoDBStore(QuotaStore):
         def step(items: _Items) -> tuple[Decision, _Writes | None]:
             states = [items[c.key][0] if c.key in items else None for c in charges]
             decision, new = reserve_states(states, charges, now_ms, slot)
-            if new is None:
-                return decision, None
-            return decision, {c.key: (st, _ttl(c, st)) for c, st in zip(charges, new, strict=True)}
+            return decision, None if new is None else {
+                c.key: (st, _ttl(c, st)) for c, st in zip(charges, new, strict=True)}
 
         return self._update([c.key for c in charges], step)
 
@@ -135,10 +150,9 @@ class DynamoDBStore(QuotaStore):
             return
 
         def step(items: _Items) -> tuple[None, _Writes]:
-            writes: _Writes = {}
+            writes: _Writes = {key: (item[0], None) for key, item in items.items()}  # as read
             for charge, amount in zip(charges, actual, strict=True):
-                old = writes[charge.key][0] if charge.key in writes else (
-                    items[charge.key][0] if charge.key in items else None)
+                old = writes[charge.key][0] if charge.key in writes else None
                 state = settle_state(old, charge, amount, now_ms, slot)
                 writes[charge.key] = (state, _ttl(charge, state))
             return None, writes
@@ -146,9 +160,8 @@ class DynamoDBStore(QuotaStore):
         self._update([c.key for c in charges], step)
 
     def level(self, charge: Charge, now_ms: int) -> float:
-        items = self._read([charge.key])
-        return current_level(items[charge.key][0] if charge.key in items else None, charge,
-                             now_ms)
+        state = self._read([charge.key]).get(charge.key)
+        return current_level(state[0] if state else None, charge, now_ms)
 
     def close(self) -> None:
         if self._owned:
@@ -159,77 +172,79 @@ class DynamoDBStore(QuotaStore):
         """Read, compute, write conditionally; again while another writer gets in between."""
         unique = list(dict.fromkeys(keys))
         deadline = time.monotonic() + _RETRY_S
-        items: _Items | None = None
-        for attempt in range(_MAX_ATTEMPTS):
-            try:
-                if items is None:
-                    items = self._read(unique)
-                result, writes = step(items)
-                if writes is not None:
-                    self._write(writes, items)
-                return result
-            except _Conflict as conflict:
-                items = conflict.items
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(random.uniform(0, min(_BACKOFF_S[0] * 2**attempt, _BACKOFF_S[1])))
-        raise QuotaStoreError(f"DynamoDB table {self.table}: keys {unique} stayed contended "
-                              f"through {attempt + 1} attempts")
+        stripes = sorted({hash((self._scope, k)) % len(_STRIPES) for k in unique})
+        held = [i for i in stripes if _STRIPES[i].acquire(max(deadline - time.monotonic(), 0))]
+        try:
+            items: _Items | None = None
+            for attempt in range(_MAX_ATTEMPTS):
+                try:
+                    if items is None:
+                        items = self._read(unique)
+                    result, writes = step(items)
+                    if writes is not None:
+                        self._write(writes, items)
+                    return result
+                except _Conflict as conflict:
+                    items = conflict.args[0] if conflict.args else None
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(random.uniform(0, min(_BACKOFF_S[0] * 2**attempt, _BACKOFF_S[1])))
+        finally:
+            for i in held:
+                _STRIPES[i].release()
+        raise QuotaStoreError(f"DynamoDB table {self.table}: {unique} lost {attempt + 1} races")
 
     def _read(self, keys: Sequence[str]) -> _Items:
         try:
             if len(keys) == 1:
-                found = [self.client.get_item(TableName=self.table, Key=_key(keys[0]),
+                key = {KEY_ATTRIBUTE: {"S": keys[0]}}
+                found = [self.client.get_item(TableName=self.table, Key=key,
                                               ConsistentRead=True).get("Item")]
             else:
                 answer = self.client.transact_get_items(TransactItems=[
-                    {"Get": {"TableName": self.table, "Key": _key(k)}} for k in keys])
+                    {"Get": {"TableName": self.table, "Key": {KEY_ATTRIBUTE: {"S": k}}}}
+                    for k in keys])
                 found = [r.get("Item") for r in answer["Responses"]]
-        except ClientError as exc:
-            if _reasons(exc) <= _CONFLICTS | {"None"}:  # a write transaction is under way
-                raise _Conflict from exc
-            raise _error(self.table, exc) from exc
-        except BotoCoreError as exc:
-            raise _error(self.table, exc) from exc
+        except (ClientError, BotoCoreError) as exc:
+            code, reasons = _codes(exc)
+            if code == "TransactionCanceledException" and reasons <= _RETRYABLE:
+                raise _Conflict from exc  # a write transaction was under way
+            raise QuotaStoreError(f"DynamoDB table {self.table}: {exc}") from exc
         return {k: self._parse(item) for k, item in zip(keys, found, strict=True) if item}
 
     def _write(self, writes: _Writes, items: _Items) -> None:
         token = uuid.uuid4().hex
         puts = []
         for key, (state, ttl) in writes.items():
-            put: dict[str, Any] = {"TableName": self.table, "ExpressionAttributeNames": {}}
-            found = key in items
-            version = items[key][1] if found else 0
-            put["Item"] = {KEY_ATTRIBUTE: {"S": key}, "s": {"S": _dump(state)},
-                           "v": {"N": str(version + 1)}, "w": {"S": token}}
+            version = items[key][1] if key in items else 0
+            put: dict[str, Any] = {"TableName": self.table, "Item": {
+                KEY_ATTRIBUTE: {"S": key}, "s": {"S": json.dumps(state, separators=(",", ":"))},
+                "v": {"N": str(version + 1)}, "w": {"S": token}}}
             if ttl is not None:
                 put["Item"][TTL_ATTRIBUTE] = {"N": str(ttl)}
-            if found:
-                put["ConditionExpression"] = "#v = :v"
-                put["ExpressionAttributeNames"]["#v"] = "v"
-                put["ExpressionAttributeValues"] = {":v": {"N": str(version)}}
+            if key in items:  # unchanged since read, or not there yet
+                put.update(ConditionExpression="#v = :v", ExpressionAttributeNames={"#v": "v"},
+                           ExpressionAttributeValues={":v": {"N": str(version)}})
             else:
-                put["ConditionExpression"] = "attribute_not_exists(#k)"
-                put["ExpressionAttributeNames"]["#k"] = KEY_ATTRIBUTE
+                put.update(ConditionExpression="attribute_not_exists(#k)",
+                           ExpressionAttributeNames={"#k": KEY_ATTRIBUTE})
             puts.append(put)
         try:
             if len(puts) == 1:
                 self.client.put_item(**puts[0], ReturnValuesOnConditionCheckFailure="ALL_OLD")
             else:
                 self.client.transact_write_items(TransactItems=[{"Put": p} for p in puts])
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
+        except (ClientError, BotoCoreError) as exc:
+            code, reasons = _codes(exc)
             if code == "ConditionalCheckFailedException":
                 current = exc.response.get("Item")
                 now = {puts[0]["Item"][KEY_ATTRIBUTE]["S"]: self._parse(current)} if current else {}
                 if any(w == token for _, _, w in now.values()):
                     return  # our own write, retried by botocore after its answer was lost
                 raise _Conflict(now) from exc
-            if code == "TransactionCanceledException" and _reasons(exc) <= _CONFLICTS | {"None"}:
+            if code == "TransactionCanceledException" and reasons <= _RETRYABLE:
                 raise _Conflict from exc
-            raise _error(self.table, exc) from exc
-        except BotoCoreError as exc:
-            raise _error(self.table, exc) from exc
+            raise QuotaStoreError(f"DynamoDB table {self.table}: {exc}") from exc
 
     def _parse(self, item: dict[str, Any]) -> tuple[State, int, str]:
         try:
@@ -242,19 +257,11 @@ class DynamoDBStore(QuotaStore):
                                   f"{item.get(KEY_ATTRIBUTE)}: {exc!r}") from exc
 
 
-def _key(key: str) -> dict[str, Any]:
-    return {KEY_ATTRIBUTE: {"S": key}}
-
-
-def _dump(state: State) -> str:
-    return json.dumps(state, separators=(",", ":"))
-
-
-def _reasons(exc: Any) -> set[str]:
-    """The cancellation reason codes of a cancelled transaction (empty for other errors)."""
-    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return {"?"}
-    return {str(r.get("Code")) for r in exc.response.get("CancellationReasons") or [{}]}
+def _codes(exc: Exception) -> tuple[str | None, set[str]]:
+    """The error code DynamoDB answered (if it did), and a cancelled transaction's reasons."""
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    reasons = response.get("CancellationReasons") or [{}]
+    return response.get("Error", {}).get("Code"), {str(r.get("Code")) for r in reasons}
 
 
 def create_table(table_name: str, *, region: str | None = None, endpoint_url: str | None = None,
@@ -270,15 +277,14 @@ def create_table(table_name: str, *, region: str | None = None, endpoint_url: st
                                                     "AttributeType": "S"}],
                              BillingMode="PAY_PER_REQUEST")
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            if _codes(exc)[0] != "ResourceInUseException":
                 raise
         ddb.get_waiter("table_exists").wait(TableName=table_name,
                                             WaiterConfig={"Delay": 2, "MaxAttempts": 150})
         table = ddb.describe_table(TableName=table_name)["Table"]
         if table["KeySchema"] != key_schema:
             raise QuotaStoreError(f"DynamoDB table {table_name} has the key schema "
-                                  f"{table['KeySchema']}, not a string partition key "
-                                  f"{KEY_ATTRIBUTE!r}")
+                                  f"{table['KeySchema']}, not {key_schema}")
         ttl = ddb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
         if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
             if ttl.get("AttributeName") != TTL_ATTRIBUTE:
@@ -288,7 +294,7 @@ def create_table(table_name: str, *, region: str | None = None, endpoint_url: st
             ddb.update_time_to_live(TableName=table_name, TimeToLiveSpecification={
                 "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
     except (ClientError, BotoCoreError) as exc:
-        raise _error(table_name, exc) from exc
+        raise QuotaStoreError(f"DynamoDB table {table_name}: {exc}") from exc
     finally:
         if client is None:
             ddb.close()

@@ -33,6 +33,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -63,6 +64,24 @@ _UPSERT = ("INSERT INTO quota (key, state, expires_ms) VALUES (?, ?, ?) ON CONFL
 _SWEEP = "DELETE FROM quota WHERE expires_ms > 0 AND expires_ms < ?"
 
 
+def _set_up(conn: sqlite3.Connection, deadline: float) -> None:
+    """WAL mode and the table. Processes opening a new file together may find it locked without
+    SQLite waiting (switching the journal mode takes no busy timeout), so they try again."""
+    while True:
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or \
+                    time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _expiry(charge: Charge, state: State) -> int:
     if charge.is_rate:  # the bucket has drained one period after its last write
         return int(state["t"]) + charge.period_ms
@@ -83,9 +102,7 @@ class SQLiteStore(QuotaStore):
         except sqlite3.Error as exc:
             raise QuotaStoreError(f"cannot open the SQLite quota store {self.path}: {exc}") from exc
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
+            _set_up(conn, time.monotonic() + timeout_s)
         except sqlite3.Error as exc:
             conn.close()
             raise QuotaStoreError(f"cannot open the SQLite quota store {self.path}: {exc}") from exc
