@@ -85,21 +85,29 @@ def current_level(state: State | None, charge: Charge, now_ms: int) -> float:
     """What the key holds now: the drained bucket level, or settled usage plus live holds."""
     if not state:
         return 0
-    if charge.is_rate:
-        drained = max(now_ms - int(state["t"]), 0) * charge.capacity / charge.period_ms
-        return max(float(state["l"]) - drained, 0.0)
-    holds: dict[str, int] = state.get("h") or {}
-    return int(state["u"]) + sum(v for s, v in holds.items() if int(s) * HOLD_SLOT_MS > now_ms)
+    period = charge.period_ms
+    if period:
+        elapsed = now_ms - state["t"]
+        level: float = state["l"]
+        if elapsed > 0:
+            level -= elapsed * charge.capacity / period
+        return level if level > 0 else 0.0
+    holds: dict[str, int] = state["h"]
+    used: int = state["u"]
+    if not holds:
+        return used
+    return used + sum(v for s, v in holds.items() if int(s) * HOLD_SLOT_MS > now_ms)
 
 
 def _with(state: State | None, charge: Charge, now_ms: int, *, level: float, delta: int,
           slot: int, settled: int) -> State:
     """The state after adding ``delta`` to a bucket, or to the hold in ``slot`` plus
     ``settled`` to a budget (expired holds are dropped on the way)."""
-    if charge.is_rate:
-        at = max(now_ms, int(state["t"])) if state else now_ms
-        return {"l": max(level + delta, 0.0), "t": at}
-    holds = _live(state.get("h") or {}, now_ms) if state else {}
+    if charge.period_ms:
+        at = state["t"] if state and state["t"] > now_ms else now_ms
+        level += delta
+        return {"l": level if level > 0 else 0.0, "t": at}
+    holds = _live(state["h"], now_ms) if state and state["h"] else {}
     key = str(slot)
     if delta and (delta > 0 or key in holds):
         held = holds.get(key, 0) + delta
@@ -107,7 +115,7 @@ def _with(state: State | None, charge: Charge, now_ms: int, *, level: float, del
             holds[key] = held
         else:
             holds.pop(key, None)
-    return {"u": (int(state["u"]) if state else 0) + settled, "h": holds}
+    return {"u": (state["u"] if state else 0) + settled, "h": holds}
 
 
 def reserve_states(states: Sequence[State | None], charges: Sequence[Charge], now_ms: int,
@@ -126,8 +134,9 @@ def reserve_states(states: Sequence[State | None], charges: Sequence[Charge], no
             return Decision(False, remaining, i, retry), None
     new = [_with(st, ch, now_ms, level=lv, delta=ch.amount, slot=slot, settled=0)
            for st, ch, lv in zip(states, charges, levels, strict=True)]
-    remaining = tuple(c.capacity - current_level(st, c, now_ms)
-                      for st, c in zip(new, charges, strict=True))
+    held = slot * HOLD_SLOT_MS > now_ms  # a hold in a slot already past counts for nothing
+    remaining = tuple(c.capacity - (lv + c.amount if held or c.period_ms else lv)
+                      for c, lv in zip(charges, levels, strict=True))
     return Decision(True, remaining), new
 
 
