@@ -125,3 +125,18 @@ def test_tenant_roles_config_builds_the_sts_hook() -> None:
     with pytest.raises(ConfigError, match=r"upstream\.tenant_roles\.roles\.acme"):
         parse_config({"auth": {"anonymous": True},
                       "upstream": {"tenant_roles": {"roles": {"acme": "not-an-arn"}}}})
+
+
+def test_serve_refuses_a_quota_store_it_cannot_open(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, f"""
+[auth]
+anonymous = true
+[quota]
+store = "sqlite://{tmp_path}/missing-dir/quota.db"
+[[quota.limits]]
+scope = "global"
+requests_per_minute = 1
+""")
+    assert main(["serve", "--config", str(path), "--port", "1"]) == 2
+    assert "cannot open the SQLite quota store" in capsys.readouterr().err

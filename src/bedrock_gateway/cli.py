@@ -20,7 +20,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    app = ASGIApp(build_gateway(config), max_workers=config.gateway.worker_threads)
+    from bedrock_gateway.quota.ledger import QuotaStoreError
+
+    try:
+        gateway = build_gateway(config)
+    except (QuotaStoreError, ValueError) as exc:  # e.g. a quota store that cannot be opened
+        print(f"{args.config}: cannot start: {exc}", file=sys.stderr)
+        return 2
+    app = ASGIApp(gateway, max_workers=config.gateway.worker_threads)
     scheme = "https" if args.ssl_certfile else "http"
     print(f"bedrock-gateway serving on {scheme}://{args.host}:{args.port}", file=sys.stderr)
     tls = {}
