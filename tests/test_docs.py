@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 from bedrock_gateway.config import parse_config
@@ -28,6 +29,7 @@ def test_configuration_md_example_is_valid() -> None:
     assert config.upstream.region == "eu-central-1"
     assert [rule.name for rule in config.access] == ["analytics-nova", "engineers", "no-opus"]
     assert [limit.name for limit in config.quota.limits] == ["", "batch"]
+    assert [entry.type for entry in config.filters] == ["pii", "guardrail"]
 
 
 def test_documented_keys_are_the_config_keys() -> None:
@@ -37,14 +39,16 @@ def test_documented_keys_are_the_config_keys() -> None:
 
     from bedrock_gateway.config import GatewayConfig
 
+    def models_in(annotation: object) -> list[type[BaseModel]]:
+        """Every BaseModel class inside a type (through lists, unions, Annotated, Optional)."""
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
     def leaves(model: type[BaseModel]) -> set[str]:
         out: set[str] = set()
         for name, field in model.model_fields.items():
-            nested = [t for t in getattr(field.annotation, "__args__", (field.annotation,))
-                      if isinstance(t, type) and issubclass(t, BaseModel)]
-            inner = [a for t in getattr(field.annotation, "__args__", ()) for a in getattr(t, "__args__", ())
-                     if isinstance(a, type) and issubclass(a, BaseModel)]
-            children = nested or inner
+            children = models_in(field.annotation)
             if children:
                 for child in children:
                     out |= leaves(child)
@@ -55,10 +59,8 @@ def test_documented_keys_are_the_config_keys() -> None:
     def names(model: type[BaseModel]) -> set[str]:
         out = set(model.model_fields)
         for field in model.model_fields.values():
-            for t in (*getattr(field.annotation, "__args__", ()), field.annotation):
-                for a in (t, *getattr(t, "__args__", ())):
-                    if isinstance(a, type) and issubclass(a, BaseModel):
-                        out |= names(a)
+            for child in models_in(field.annotation):
+                out |= names(child)
         return out
 
     documented = set(re.findall(r"^\| `(\w+)` \|", (ROOT / "docs" / "configuration.md").read_text(), re.M))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,6 +20,7 @@ from bedrock_gateway.auth.config import (
     build_access_rules,
     build_authorizers,
 )
+from bedrock_gateway.filters.config import FilterConfig, build_filters
 from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway, Middleware
 from bedrock_gateway.quota.config import QuotaSection, build_enforcer
 
@@ -48,6 +49,7 @@ class _Section(BaseModel):
 class GatewaySection(_Section):
     max_body_bytes: Annotated[int, Field(gt=0, le=1024**3)] = DEFAULT_MAX_BODY_BYTES
     worker_threads: Annotated[int, Field(gt=0, le=4096)] = 128
+    on_unknown_shape: Literal["block", "pass"] = "block"  # bodies the filters cannot read
 
 
 class TenantRolesSection(_Section):
@@ -101,7 +103,7 @@ class UsageSection(_Section):
 
 class GatewayConfig(_Section):
     """The whole file: ``[gateway]``, ``[upstream]``, ``[auth]``, ``[[access]]`` rules,
-    ``[pricing]``, ``[usage]`` and ``[quota]``."""
+    ``[pricing]``, ``[usage]``, ``[quota]`` and ``[[filters]]``."""
 
     gateway: GatewaySection = GatewaySection()
     upstream: UpstreamSection = UpstreamSection()
@@ -110,6 +112,7 @@ class GatewayConfig(_Section):
     pricing: PricingSection = PricingSection()
     usage: UsageSection = UsageSection()
     quota: QuotaSection = QuotaSection()
+    filters: list[FilterConfig] = []
 
     @model_validator(mode="after")
     def _require_auth_decision(self) -> GatewayConfig:
@@ -210,8 +213,11 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
         from bedrock_gateway.quota.records import JSONLinesSink, UsageRecorder
 
         middleware.append(UsageRecorder(JSONLinesSink(config.usage.log), pricing))
+    outer, inner = build_filters(config.filters, config.gateway.on_unknown_shape)
+    middleware += outer  # guardrail injection, content filters: before quotas see the body
     if pricing is not None and (config.quota.limits or config.pricing.reject_unpriced):
         middleware.append(build_enforcer(config.quota, pricing, config.pricing.reject_unpriced))
+    middleware += inner  # ApplyGuardrail checks: their own calls go straight to Bedrock
     return Gateway(
         SigV4Forwarder(**options),
         middleware,

@@ -97,6 +97,7 @@ _FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Any of these, when present, is the bound (whatever the model).
 _KNOWN: tuple[tuple[str, ...], ...] = (
     ("max_tokens",), ("max_gen_len",), ("inferenceConfig", "max_new_tokens"),
+    ("inferenceConfig", "maxTokens"),
     ("textGenerationConfig", "maxTokenCount"), ("max_completion_tokens",))
 
 

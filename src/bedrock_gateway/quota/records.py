@@ -52,6 +52,10 @@ class UsageRecord:
     # True when Bedrock's final usage never arrived (a stream cut short) and the cost is the
     # reservation's worst case, as charged to the budgets.
     estimated: bool = False
+    # What the content filters found (``filter:category:action``; never the text), and what a
+    # Bedrock guardrail did: ``intervened``, ``none``, ``error`` (None: no guardrail involved).
+    filters: list[str] = field(default_factory=list)
+    guardrail: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -117,6 +121,10 @@ class UsageRecorder:
     def _emit(self, call: Call, record: UsageRecord, meter: Meter | None,
               started: float) -> None:
         record.latency_ms = round((self.clock() - started) * 1000, 3)
+        found = call.attrs.get("bedrock_gateway.filters")
+        if isinstance(found, list):
+            record.filters = [str(label) for label in found]
+        record.guardrail = _guardrail_outcome(call.attrs.get("bedrock_gateway.guardrail"))
         note = call.attrs.get(QUOTA_NOTE)
         if isinstance(note, QuotaNote):
             record.limits = list(note.limits)
@@ -141,6 +149,20 @@ class UsageRecorder:
             self.sink(record)
         except Exception:
             log.exception("the usage sink failed; record lost: %s", record.request_id)
+
+
+def _guardrail_outcome(note: object) -> str | None:
+    """``intervened`` / ``none`` when a Bedrock guardrail ran on the call (injected or through
+    ApplyGuardrail), ``error`` when checking failed; ``None`` when no guardrail was involved."""
+    if not isinstance(note, dict):
+        return None
+    checks = [note.get(k) for k in ("input", "output") if isinstance(note.get(k), dict)]
+    if note.get("intervened") or any(
+            c.get("action") == "GUARDRAIL_INTERVENED" for c in checks):  # type: ignore[union-attr]
+        return "intervened"
+    if any("error" in c for c in checks):  # type: ignore[operator]
+        return "error"
+    return "none"
 
 
 def _money(value: Decimal | None) -> str | None:

@@ -1,0 +1,177 @@
+"""The content-filter middleware: input before forwarding, output as it comes back.
+
+Each :class:`FilterRule` pairs one filter with where it applies (``input``, ``output``) and to
+whom (``tenants``; empty = everyone). For a call, the rules that apply run in order:
+
+- **input** — request policies (size, parameters) check and may rewrite the parsed body; text
+  filters scan every prompt text the shape holds (``filters.text.request_texts``).
+  ``block`` → 400 ``ValidationException`` naming the filter and category (never the text);
+  ``redact`` → the text is rewritten in place, same structure, and the call is forwarded — and
+  signed — with the new body; ``log`` → recorded only.
+- **output** — a buffered answer is read, scanned and blocked (the client gets the same
+  ``ValidationException``) or rewritten; a stream is scanned as it flows by
+  :class:`~bedrock_gateway.filters.stream.StreamScanner`.
+
+A body whose shape the gateway cannot read is refused when ``on_unknown_shape = "block"`` (the
+default: a filter that cannot see the text must not wave it through) or passed, with a warning,
+when ``"pass"``. Every finding's label (``filter:category:action``) is kept in
+``call.attrs["bedrock_gateway.filters"]``; the usage record lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bedrock_gateway.call import Call, Response
+from bedrock_gateway.errors import ValidationError
+from bedrock_gateway.filters.base import Finding, RequestPolicy, TextFilter, redact, verdict
+from bedrock_gateway.filters.stream import StreamScanner
+from bedrock_gateway.filters.text import (
+    UnknownShapeError,
+    request_texts,
+    response_texts,
+    set_text,
+)
+from bedrock_gateway.pipeline import Next
+
+__all__ = ["FINDINGS", "ContentFilter", "FilterRule"]
+
+log = logging.getLogger("bedrock_gateway.filters")
+FINDINGS = "bedrock_gateway.filters"  # call.attrs key: labels of what the filters found
+# Operations whose request carries content (StartAsyncInvoke: the job's ``modelInput``).
+_MODEL_CALLS = frozenset({"Converse", "ConverseStream", "InvokeModel",
+                          "InvokeModelWithResponseStream", "CountTokens", "ApplyGuardrail",
+                          "InvokeGuardrailChecks", "StartAsyncInvoke"})
+
+
+@dataclass(frozen=True, slots=True)
+class FilterRule:
+    filter: TextFilter | RequestPolicy
+    input: bool = True
+    output: bool = False
+    tenants: frozenset[str] = frozenset()
+
+    def applies(self, call: Call) -> bool:
+        if not self.tenants:
+            return True
+        tenant = call.principal.tenant if call.principal else None
+        return tenant in self.tenants
+
+
+def _record(call: Call, findings: Sequence[Finding]) -> None:
+    if findings:
+        labels = call.attrs.setdefault(FINDINGS, [])
+        labels.extend(f"{f.label}:{f.action}" for f in findings)
+
+
+class ContentFilter:
+    """Middleware running :class:`FilterRule` objects on input and output."""
+
+    def __init__(self, rules: Sequence[FilterRule], *, on_unknown_shape: str = "block") -> None:
+        if on_unknown_shape not in ("block", "pass"):
+            raise ValueError("on_unknown_shape must be 'block' or 'pass'")
+        self.rules = tuple(rules)
+        self.block_unknown = on_unknown_shape == "block"
+
+    def __call__(self, call: Call, next_: Next) -> Response:
+        if call.operation.name not in _MODEL_CALLS:
+            return next_(call)
+        rules = [r for r in self.rules if r.applies(call)]
+        inputs = [r.filter for r in rules if r.input]
+        outputs = [r.filter for r in rules if r.output and isinstance(r.filter, TextFilter)]
+        if inputs:
+            self._check_input(call, inputs)
+        response = next_(call)
+        if outputs and response.status == 200:
+            return self._check_output(call, response, outputs)
+        return response
+
+    # -- input -------------------------------------------------------------------------------
+
+    def _check_input(self, call: Call, filters: list[TextFilter | RequestPolicy]) -> None:
+        if not call.is_json:
+            self._unknown(call, "request")
+            return
+        body = call.json()
+        findings: list[Finding] = []
+        changed = False
+        for flt in filters:
+            if isinstance(flt, RequestPolicy) and not isinstance(flt, TextFilter):
+                check_headers = getattr(flt, "check_headers", None)
+                if callable(check_headers):  # e.g. a forbidden guardrail header
+                    findings += check_headers(call.operation.name, call.headers)
+                # a policy that rewrites the body reports it (a finding), so only then re-encode
+                found = flt.apply(call.operation.name, call.model_id, body)
+                changed = changed or bool(found)
+                findings += found
+        texts = [f for f in filters if isinstance(f, TextFilter)]
+        if texts:
+            try:
+                refs = request_texts(call.operation.name, call.model_id, body)
+            except UnknownShapeError:
+                refs = []
+                self._unknown(call, "request")
+            for ref in refs:
+                found = [f for flt in texts for f in flt.scan(ref.text)]
+                v = verdict(found)
+                if v.blocked is None and v.redactions:
+                    set_text(body, ref.path, redact(ref.text, found))
+                    changed = True
+                findings += found
+        _record(call, findings)
+        v = verdict(findings)
+        if v.blocked is not None:
+            raise ValidationError(v.message("request"))
+        if changed:
+            call.set_json(body)
+
+    def _unknown(self, call: Call, where: str) -> None:
+        if self.block_unknown:
+            raise ValidationError(
+                f"The gateway's content filters cannot read this {where}'s shape for model"
+                f" {call.model_id}, and unknown shapes are refused.")
+        log.warning("content filters skipped an unknown %s shape (%s, %s)", where,
+                    call.operation.name, call.model_id)
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _check_output(self, call: Call, response: Response,
+                      filters: list[TextFilter]) -> Response:
+        if response.is_stream:
+            scanner = StreamScanner(call.operation.name, filters,
+                                    on_finding=lambda f: _record(call, [f]))
+            response.map_frames(scanner)
+            return response
+        try:
+            body: Any = json.loads(response.body)
+            refs = response_texts(call.operation.name, call.model_id, body) \
+                if isinstance(body, dict) else None
+        except (ValueError, UnknownShapeError):
+            refs = None
+        if refs is None:
+            try:
+                self._unknown(call, "response")
+            except ValidationError as exc:
+                response.close()
+                return Response.from_error(exc)
+            return response
+        findings: list[Finding] = []
+        changed = False
+        for ref in refs:
+            found = [f for flt in filters for f in flt.scan(ref.text)]
+            if found and verdict(found).blocked is None and verdict(found).redactions:
+                set_text(body, ref.path, redact(ref.text, found))
+                changed = True
+            findings += found
+        _record(call, findings)
+        v = verdict(findings)
+        if v.blocked is not None:
+            response.close()
+            return Response.from_error(ValidationError(v.message("model output")))
+        if changed:
+            response.body = json.dumps(body, separators=(",", ":")).encode()
+        return response
