@@ -97,3 +97,18 @@ def test_readme_config_is_valid() -> None:
     (block,) = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     config = parse_config(tomllib.loads(block))
     assert config.quota.limits[0].usd_per_day == 50 and config.usage.log == "usage.jsonl"
+
+
+def test_filters_md_snippets() -> None:
+    import tomllib
+
+    for snippet in python_blocks("filters.md"):
+        exec(compile(snippet, "docs/filters.md", "exec"), {})  # noqa: S102 - our own documentation
+    block = re.findall(r"```toml\n(.*?)```", (ROOT / "docs" / "filters.md").read_text(), re.S)[0]
+    config = parse_config({**tomllib.loads(block), "auth": {"anonymous": True}})
+    assert [entry.type for entry in config.filters] == [
+        "pii", "deny_terms", "regex", "size", "parameters", "guardrail"]
+    from bedrock_gateway.filters.config import build_filters
+
+    outer, inner = build_filters(config.filters, "block")
+    assert len(outer) == 2 and not inner  # the injector, then the content filter

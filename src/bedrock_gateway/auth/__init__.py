@@ -8,13 +8,42 @@ what a principal may use. Pass both to :class:`~bedrock_gateway.Gateway`
 tenant's upstream calls with its own IAM role.
 """
 
-from bedrock_gateway.auth.access import AccessPolicy, AccessRule, Decision, Rule
-from bedrock_gateway.auth.api_keys import APIKey, APIKeyAuthorizer, generate_api_key
-from bedrock_gateway.auth.dispatch import AuthMiddleware, Authorizer, Credential
-from bedrock_gateway.auth.jwt import JWTAuthorizer
-from bedrock_gateway.auth.jwt_keys import HMACSecret, JWKSKeys, PEMKey
-from bedrock_gateway.auth.sigv4_keys import AccessKey, SigV4Authorizer
-from bedrock_gateway.auth.tenant_roles import TenantRoleCredentials
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bedrock_gateway.auth.access import AccessPolicy, AccessRule, Decision, Rule
+    from bedrock_gateway.auth.api_keys import APIKey, APIKeyAuthorizer, generate_api_key
+    from bedrock_gateway.auth.dispatch import AuthMiddleware, Authorizer, Credential
+    from bedrock_gateway.auth.jwt import JWTAuthorizer
+    from bedrock_gateway.auth.jwt_keys import HMACSecret, JWKSKeys, PEMKey
+    from bedrock_gateway.auth.sigv4_keys import AccessKey, SigV4Authorizer
+    from bedrock_gateway.auth.tenant_roles import TenantRoleCredentials
+
+# Loaded on first use: access rules are needed by quotas and filters, which must not pay for
+# PyJWT and botocore at import time (Lambda cold starts).
+_WHERE = {
+    "AccessPolicy": "access", "AccessRule": "access", "Decision": "access", "Rule": "access",
+    "APIKey": "api_keys", "APIKeyAuthorizer": "api_keys", "generate_api_key": "api_keys",
+    "AuthMiddleware": "dispatch", "Authorizer": "dispatch", "Credential": "dispatch",
+    "JWTAuthorizer": "jwt", "HMACSecret": "jwt_keys", "JWKSKeys": "jwt_keys", "PEMKey": "jwt_keys",
+    "AccessKey": "sigv4_keys", "SigV4Authorizer": "sigv4_keys",
+    "TenantRoleCredentials": "tenant_roles",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bedrock_gateway.auth' has no attribute {name!r}")
+    value = getattr(import_module(f"bedrock_gateway.auth.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "APIKey",
