@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import ValidationError
@@ -55,6 +55,11 @@ class FilterRule:
     output: bool = False
     tenants: frozenset[str] = frozenset()
 
+    @property
+    def scans_text(self) -> bool:
+        # decided once per rule: isinstance() against a runtime Protocol is slow per call
+        return callable(getattr(self.filter, "scan", None))
+
     def applies(self, call: Call) -> bool:
         if not self.tenants:
             return True
@@ -76,15 +81,20 @@ class ContentFilter:
             raise ValueError("on_unknown_shape must be 'block' or 'pass'")
         self.rules = tuple(rules)
         self.block_unknown = on_unknown_shape == "block"
+        for rule in self.rules:
+            if rule.output and not rule.scans_text:
+                raise ValueError(f"{rule.filter.name} checks requests: it cannot apply to output")
+        self._plan = tuple((rule, rule.scans_text) for rule in self.rules)
 
     def __call__(self, call: Call, next_: Next) -> Response:
         if call.operation.name not in _MODEL_CALLS:
             return next_(call)
-        rules = [r for r in self.rules if r.applies(call)]
-        inputs = [r.filter for r in rules if r.input]
-        outputs = [r.filter for r in rules if r.output and isinstance(r.filter, TextFilter)]
-        if inputs:
-            self._check_input(call, inputs)
+        plan = [(r, text) for r, text in self._plan if r.applies(call)]
+        policies = [cast(RequestPolicy, r.filter) for r, text in plan if r.input and not text]
+        scanners = [cast(TextFilter, r.filter) for r, text in plan if r.input and text]
+        outputs = [cast(TextFilter, r.filter) for r, text in plan if r.output]
+        if policies or scanners:
+            self._check_input(call, policies, scanners)
         response = next_(call)
         if outputs and response.status == 200:
             return self._check_output(call, response, outputs)
@@ -92,23 +102,22 @@ class ContentFilter:
 
     # -- input -------------------------------------------------------------------------------
 
-    def _check_input(self, call: Call, filters: list[TextFilter | RequestPolicy]) -> None:
+    def _check_input(self, call: Call, policies: list[RequestPolicy],
+                     texts: list[TextFilter]) -> None:
         if not call.is_json:
             self._unknown(call, "request")
             return
         body = call.json()
         findings: list[Finding] = []
         changed = False
-        for flt in filters:
-            if isinstance(flt, RequestPolicy) and not isinstance(flt, TextFilter):
-                check_headers = getattr(flt, "check_headers", None)
-                if callable(check_headers):  # e.g. a forbidden guardrail header
-                    findings += check_headers(call.operation.name, call.headers)
-                # a policy that rewrites the body reports it (a finding), so only then re-encode
-                found = flt.apply(call.operation.name, call.model_id, body)
-                changed = changed or bool(found)
-                findings += found
-        texts = [f for f in filters if isinstance(f, TextFilter)]
+        for policy in policies:
+            check_headers = getattr(policy, "check_headers", None)
+            if callable(check_headers):  # e.g. a forbidden guardrail header
+                findings += check_headers(call.operation.name, call.headers)
+            # a policy that rewrites the body reports it (a finding), so only then re-encode
+            found = policy.apply(call.operation.name, call.model_id, body)
+            changed = changed or bool(found)
+            findings += found
         if texts:
             try:
                 refs = request_texts(call.operation.name, call.model_id, body)

@@ -10,8 +10,10 @@ match *not yet complete*, and releases the others:
   (left context). A match that starts more than ``window + 1`` characters before the end of what
   has arrived is *final*: it lies entirely in the text seen, with at least one character of
   right context (word boundaries), so no later frame can change it. Frames whose text ends at
-  or before that point are released; so at most about ``window`` characters of text are held
-  back at any moment (frames without text wait only if text frames before them wait).
+  or before that point are released. Scans run once per ``step`` (an eighth of the window, at
+  least 16) new characters rather than per frame, so at most ``window + step`` characters
+  (plus the frame being read) are held back at any moment; frames without text wait only if
+  text frames before them wait.
 - A frame none of whose text is redacted is released **byte for byte** (its original ``raw``).
   A frame touched by a redaction is re-encoded with the redacted text (``with_text``): the
   placeholder goes where the match starts, the rest of the match is dropped from the frames it
@@ -42,6 +44,11 @@ class StreamScanner:
         self.operation = operation
         self.filters = tuple(filters)
         self.window = max((f.window for f in self.filters), default=0) + 1
+        # Scan once per ``step`` new characters, not per frame: every scan reads about a
+        # window of text, so scanning per 5-character delta would read the same text a
+        # hundred times. The price: up to ``step`` more characters held back.
+        self.step = max(16, self.window // 8)
+        self._unscanned = 0
         self.on_finding = on_finding
         self._context = ""  # the last ``window`` characters of released (original) text
         self._held: list[tuple[Frame, str | None]] = []
@@ -59,7 +66,10 @@ class StreamScanner:
             self._held.append((frame, text))
             if text:
                 self._text += text
-                yield from self._release(final=False)
+                self._unscanned += len(text)
+                if self._unscanned >= self.step and len(self._text) > self.window:
+                    self._unscanned = 0
+                    yield from self._release(final=False)
         yield from self._release(final=True)
 
     def _release(self, *, final: bool) -> Iterator[Frame]:

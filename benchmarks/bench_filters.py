@@ -1,0 +1,133 @@
+"""Content-filter costs: every built-in filter on a 10 KB prompt, and the stream scanner per frame.
+
+- prompt: one 10 KB realistic prompt (prose, code, numbers that look like PII but are not, one
+  e-mail address) scanned by PII (every category), 50 deny terms and 5 regexes — the scans
+  alone, and the whole input check through ``Gateway.handle`` (extraction, size and parameter
+  policies, the three text filters, redaction, re-encoding) against the same gateway without
+  filters, interleaved; p50 of each repeat, median of the repeats.
+- stream: a ConverseStream of 1,000 ``contentBlockDelta`` frames (4-12 characters each) through
+  the StreamScanner with the same three filters; µs per frame, and the most text held back
+  against the filters' window.
+
+    python benchmarks/bench_filters.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+from bedrock_gateway import Gateway, Response
+from bedrock_gateway.eventstream import Frame, event_frame
+from bedrock_gateway.filters import (
+    ContentFilter,
+    DenyTermsFilter,
+    FilterRule,
+    ParameterPolicy,
+    PIIFilter,
+    RegexFilter,
+    SizeFilter,
+    StreamScanner,
+)
+
+WORDS = ("the quarterly report shows revenue growth in the northern region while costs "
+         "stayed flat; version 2.4.1 of the client shipped on 2024-03-15 with build "
+         "10.0.19041.1 and order 4111 1111 1111 1112 is pending review by the team").split()
+TERMS = [f"codename{i} project" for i in range(48)] + ["launch codes", "internal only"]
+PATTERNS = {"ticket": r"TCK-[0-9]{4,8}", "host": r"[a-z0-9-]+\.corp\.example\.com",
+            "account": r"ACC[0-9]{10}", "badge": r"BADGE-[A-Z]{2}[0-9]{4}",
+            "cost_center": r"CC-[0-9]{3}-[0-9]{3}"}
+
+
+def prompt(size: int = 10_000) -> str:
+    rng = random.Random(7)
+    words: list[str] = []
+    while sum(len(w) + 1 for w in words) < size - 40:
+        words.append(rng.choice(WORDS))
+    words.insert(len(words) // 2, "contact jane.doe@example.com")
+    return " ".join(words)[:size]
+
+
+def filters() -> list[object]:
+    return [PIIFilter(action="redact"), DenyTermsFilter(TERMS), RegexFilter(PATTERNS, action="log")]
+
+
+def p50(fn: Callable[[], object], n: int) -> float:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - t0)
+    return statistics.median(samples) / 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=300)
+    args = parser.parse_args()
+    text = prompt()
+    scanners = filters()
+    body = json.dumps({"messages": [{"role": "user", "content": [{"text": text}]}],
+                       "inferenceConfig": {"maxTokens": 512}}).encode()
+    rules = [FilterRule(f, input=True) for f in scanners] + [
+        FilterRule(SizeFilter(max_prompt_chars=100_000, max_messages=50, max_media=5)),
+        FilterRule(ParameterPolicy(max_tokens=4096, temperature=(0.0, 1.0)))]
+
+    def upstream(call: object) -> Response:
+        return Response(200, {"content-type": "application/json"}, b"{}")
+
+    plain = Gateway(upstream, anonymous=True)
+    filtered = Gateway(upstream, [ContentFilter(rules)], anonymous=True)
+    path = "/model/anthropic.claude-3-5-haiku-20241022-v1:0/converse"
+    headers = {"content-type": "application/json"}
+    scan, base, full = [], [], []
+    for _ in range(args.repeats):
+        scan.append(p50(lambda: [f.scan(text) for f in scanners], args.calls))  # type: ignore[attr-defined]
+        base.append(p50(lambda: plain.handle("POST", path, "", headers, body), args.calls))
+        full.append(p50(lambda: filtered.handle("POST", path, "", headers, body), args.calls))
+    print(f"10 KB prompt, PII + 50 terms + 5 regexes, scans only: "
+          f"{statistics.median(scan):.0f} µs p50")
+    b, f = statistics.median(base), statistics.median(full)
+    print(f"whole input check through Gateway.handle: {b:.0f} -> {f:.0f} µs (+{f - b:.0f} µs)")
+
+    rng = random.Random(3)
+    stream_text = prompt(8_000)
+    pieces, pos = [], 0
+    while pos < len(stream_text) and len(pieces) < 1000:
+        step = rng.randint(4, 12)
+        pieces.append(stream_text[pos:pos + step])
+        pos += step
+    frames = [Frame(event_frame("contentBlockDelta", {"contentBlockIndex": 0,
+                                                      "delta": {"text": p}, "p": "abcd"}))
+              for p in pieces]
+    per_frame, held = [], 0
+    for _ in range(args.repeats):
+        scanner = StreamScanner("ConverseStream", scanners)  # type: ignore[arg-type]
+        t0 = time.perf_counter_ns()
+        fed = released = 0
+        for out in scanner(iter(frames)):
+            released += len(json.loads(out.payload)["delta"]["text"]) if False else 0
+        per_frame.append((time.perf_counter_ns() - t0) / 1000 / len(frames))
+        scanner2 = StreamScanner("ConverseStream", scanners)  # type: ignore[arg-type]
+
+        def count() -> object:
+            nonlocal fed
+            for fr in frames:
+                fed += len(json.loads(fr.payload)["delta"]["text"])
+                yield fr
+        fed = released = 0
+        for out in scanner2(count()):  # type: ignore[arg-type]
+            released += len(json.loads(out.payload)["delta"]["text"])
+            held = max(held, fed - released)
+    window = max(f.window for f in scanners)  # type: ignore[attr-defined]
+    print(f"stream, {len(frames)} delta frames: {statistics.median(per_frame):.1f} µs per frame;"
+          f" most text held back {held} chars (window {window} + the frame being read)")
+
+
+if __name__ == "__main__":
+    main()
