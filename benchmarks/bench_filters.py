@@ -34,9 +34,7 @@ from bedrock_gateway.filters import (
     StreamScanner,
 )
 
-WORDS = ("the quarterly report shows revenue growth in the northern region while costs "
-         "stayed flat; version 2.4.1 of the client shipped on 2024-03-15 with build "
-         "10.0.19041.1 and order 4111 1111 1111 1112 is pending review by the team").split()
+WORDS = ["the", "quarterly", "report", "shows", "revenue", "growth", "in", "the", "northern", "region", "while", "costs", "stayed", "flat;", "version", "2.4.1", "of", "the", "client", "shipped", "on", "2024-03-15", "with", "build", "10.0.19041.1", "and", "order", "4111", "1111", "1111", "1112", "is", "pending", "review", "by", "the", "team"]
 TERMS = [f"codename{i} project" for i in range(48)] + ["launch codes", "internal only"]
 PATTERNS = {"ticket": r"TCK-[0-9]{4,8}", "host": r"[a-z0-9-]+\.corp\.example\.com",
             "account": r"ACC[0-9]{10}", "badge": r"BADGE-[A-Z]{2}[0-9]{4}",

@@ -1,57 +1,52 @@
 """Personal data and secrets: e-mail addresses, phone numbers, card numbers and more.
 
-:class:`PIIFilter` finds these categories (``categories=None`` enables all of them with
-``action``; a mapping enables some, each with its own action)::
+:class:`PIIFilter` finds these categories (``categories=None``: all of them, with ``action``;
+a mapping: some, each with its own action)::
 
     PIIFilter({"email": "redact", "aws_secret_key": "block"})
 
 =====================  ======================================================================
-``email``              ``local@domain.tld``: ASCII, local part ≤ 64, whole address ≤ 254, a
-                       letters-only TLD that is not a file extension (``icon@2x.png`` is not)
-``phone``              ``+`` and up to 15 digits in groups (``+44 20 7946 0958``,
-                       ``+14155550132``); NANP ``(415) 555-0132``, ``415-555-0132``,
-                       ``415.555.0132``, ``1 415 555 0132`` (area and exchange 2-9xx).
-                       Other national forms without ``+`` are not recognized.
-``credit_card``        13-19 digits, unseparated or in groups (4-4-4-4…, 4-6-5, 4-6-4) split by
-                       one kind of separator (space or ``-``), a known issuer prefix and length
-                       (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Mir, Maestro)
-                       and a valid Luhn check digit; a card inside a longer run of groups counts
-``us_ssn``             ``AAA-GG-SSSS`` (dashes only), not area 000/666/9xx, group 00, serial 0000
-``iban``               upper-case country code, check digits and BBAN, unseparated or in groups
-                       of four; the country's length and the mod-97 checksum must be right
-``ipv4``               four dotted octets 0-255 without leading zeros, see *versions* below
-``ipv6``               any form :mod:`ipaddress` accepts with at least three groups (so ``::1``,
-                       ``fe80::1`` and ``a[1::2]``-style slices are not reported)
-``aws_access_key_id``  ``AKIA``/``ASIA``/``AIDA``/``AROA``/… and 16 more upper-case letters or
-                       digits, 20 in all, not part of a longer token
-``aws_secret_key``     exactly 40 characters of ``[A-Za-z0-9/+]`` (not part of a longer token,
-                       not followed by ``=``) with upper case, lower case and a digit, at most
-                       three ``/`` and Shannon entropy ≥ 4.3 bits per character: random keys
-                       pass (99.9 %), hex digests, words, paths and identifiers do not; any
-                       random-looking base64 of that length does
-``jwt``                three base64url segments, the first two starting ``eyJ``; a token is
-                       reported by its first 1024 characters at most
+``email``              ASCII ``local@domain.tld``, local part ≤ 64, address ≤ 254, a letters-only
+                       TLD that is not a file extension (``icon@2x.png`` is no address)
+``phone``              ``+`` and 8-15 digits in groups (``+44 20 7946 0958``, ``+14155550132``);
+                       NANP ``(415) 555-0132``, ``415-555-0132``, ``415.555.0132``,
+                       ``1 415 555 0132`` (area, exchange 2-9xx). No other national forms.
+``credit_card``        13-19 digits, unseparated or in groups (4-4-4-4…, 4-6-5, 4-6-4) with one
+                       kind of separator (space or ``-``), a known issuer prefix and length
+                       (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Mir, Maestro),
+                       a valid Luhn digit; a card among more digit groups counts
+``us_ssn``             ``AAA-GG-SSSS`` (dashes), not area 000/666/9xx, group 00, serial 0000
+``iban``               upper-case country code, check digits, BBAN, unseparated or in groups of
+                       four; the country's length and the mod-97 checksum must be right
+``ipv4``               four dotted octets 0-255 without leading zeros; see *versions*
+``ipv6``               what :mod:`ipaddress` accepts, with at least three groups (not ``::1``,
+                       ``fe80::1`` or ``a[1::2]``)
+``aws_access_key_id``  ``AKIA``/``ASIA``/``AIDA``/``AROA``/… + 16 upper-case letters or digits
+``aws_secret_key``     exactly 40 of ``[A-Za-z0-9/+]``, not followed by ``=``, with both cases
+                       and a digit, ≤ 3 ``/``, ≥ 4.3 bits of entropy a character: 99.9 % of
+                       random keys, no digest, word, path or identifier, any random base64
+``jwt``                three base64url segments, the first two starting ``eyJ``; reported by
+                       its first 1024 characters at most
 =====================  ======================================================================
 
-**Versions.** A dotted quad is not an IPv4 address when it is glued to a letter, digit,
-``_`` or ``.`` (``v2.7.18.1``, ``10.0.19041.1.5``, ``lib-1.2.3.4.so``) or the word before it is
-a version word (``version``, ``ver``, ``v``, ``release``, ``build``, ``rev``, ``python``, ``node``,
-``java``, ``kernel``, ``firmware``, ``update``, ``patch`` …: "Python 2.7.18.1"). A bare
-``2.7.18.1`` is an IPv4 address. Dates, version triples, UUIDs, digests, prices and most
-order numbers never match; the tests keep a corpus of such text.
+Keys and tokens must not be part of a longer token. **Versions:** a dotted quad is no IPv4
+address when glued to a letter, digit, ``_`` or ``.`` (``v2.7.18.1``, ``10.0.19041.1.5``,
+``lib-1.2.3.4.so``) or when the word before it is a version word (``version``, ``ver``, ``v``,
+``release``, ``build``, ``rev``, ``python``, ``node``, ``java``, ``kernel``, ``firmware``,
+``update``, ``patch`` …: "Python 2.7.18.1"); a bare ``2.7.18.1`` is one. Dates, version
+triples, UUIDs, digests, prices and order numbers do not match (the tests keep such a corpus).
 
-**How it is fast.** Each category has a cheap gate: a literal-led pattern run over a *shape*
-of the text (bytes in which every digit is ``0``, every letter ``A``/``a``, and every
-character of a key ``x``), which C scans at memory speed — ``0000[ -]?0000`` for cards,
-``@`` after an address character for e-mail, a run of 20 key characters for AWS keys. Only
-around a gate hit does the exact pattern and its checks (Luhn, mod-97, octets,
-:mod:`ipaddress`) run, so text without candidates costs a few passes of C.
-
-``window`` is the longest match an enabled category can produce (e-mail 254, ``jwt`` 1024).
+**Speed.** Each category has a gate: a pattern led by a literal, run over a *shape* of the text
+(bytes where each digit is ``0``, each letter ``A``/``a``, or each key character ``x``):
+13+ digits in groups starting ``0000`` for cards, ``@`` after an address character, 20 key
+characters for AWS keys. ``bytes.find`` skips to the first possible hit, so text without one
+costs a few C passes; exact patterns and checks (Luhn, mod-97, octets, :mod:`ipaddress`) run
+only near hits. ``window``: the longest match an enabled category can produce (jwt: 1024).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import re
@@ -109,54 +104,67 @@ _PHONE_NANP = re.compile(r"(?<![\w+.\-/])(?:1[ .\-]?)?(?:\([2-9]\d\d\) ?|[2-9]\d
 
 def _phone_intl(text: str, m: re.Match[str]) -> Iterator[Span]:
     s = m.group()
-    if 8 <= sum(c.isdigit() for c in s) <= 15 and len(s) <= 32 and s.count("(") == s.count(
-            ")") <= 1:
+    parentheses = s.count("(") == s.count(")") <= 1
+    if 8 <= sum(c.isdigit() for c in s) <= 15 and len(s) <= 32 and parentheses:
         yield m.span()
 
 
 # -- credit cards ----------------------------------------------------------------------------
-_CARD = re.compile(r"(?<![\w.+])(?<![\w.]-)\d(?:[ \-]?\d)++(?!\w)", _A)
-_IIN = [(lo, hi, int(a), int(b or a))  # (first digits from, to, length from, to)
-        for spec in _words("4:13 4:16 4:19 51-55:16 2221-2720:16 34:15 37:15 6011:16-19"
-                           " 644-649:16-19 65:16-19 3528-3589:16-19 300-305:14-19 36:14-19"
-                           " 38-39:16-19 62:16-19 2200-2204:16-19 50:13-19 56-58:13-19"
-                           " 639:13-19 67:13-19")
-        for prefixes, lengths in [spec.split(":")]
-        for lo, _, hi in [prefixes.partition("-")]
-        for a, _, b in [lengths.partition("-")]]
+def _iin_table(spec: str) -> dict[str, frozenset[int]]:
+    """Issuer prefix -> card lengths, from ``prefix[-prefix]:length[-length|,length]`` items."""
+    table: dict[str, frozenset[int]] = {}
+    for item in spec.split():
+        prefixes, _, lengths = item.partition(":")
+        lo, _, hi = prefixes.partition("-")
+        sizes = frozenset(n for part in lengths.split(",") for a, _, b in [part.partition("-")]
+                          for n in range(int(a), int(b or a) + 1))
+        table.update(dict.fromkeys(map(str, range(int(lo), int(hi or lo) + 1)), sizes))
+    return table
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
+_IIN = _iin_table("4:13,16,19 51-55:16 2221-2720:16 34:15 37:15 6011:16-19 644-649:16-19"
+                  " 65:16-19 3528-3589:16-19 300-305:14-19 36:14-19 38-39:16-19 62:16-19"
+                  " 2200-2204:16-19 50:13-19 56-58:13-19 639:13-19 67:13-19")
+_DOUBLED = {str(d): 2 * d - 9 if d > 4 else 2 * d for d in range(10)}
 
 
 def _is_card(groups: list[str]) -> bool:
     lens = [len(g) for g in groups]
-    digits = "".join(groups)
     if not ((len(lens) == 1 and 13 <= lens[0] <= 19) or lens in ([4, 6, 5], [4, 6, 4])
             or (len(lens) >= 4 and set(lens[:-1]) == {4} and lens[-1] <= 4)):
         return False
-    return any(digits[:len(lo)].isdigit() and int(lo) <= int(digits[:len(lo)]) <= int(hi or lo)
-               and a <= len(digits) <= b for lo, hi, a, b in _IIN) and _luhn(digits)
+    digits = "".join(groups)
+    if not any(len(digits) in _IIN.get(digits[:k], ()) for k in (1, 2, 3, 4)):
+        return False
+    luhn = sum(map(int, digits[-1::-2])) + sum(map(_DOUBLED.__getitem__, digits[-2::-2]))
+    return luhn % 10 == 0
 
 
-def _card(text: str, m: re.Match[str]) -> Iterator[Span]:
-    """The card numbers in a run of digit groups: the longest valid window from each group."""
-    if len(run := m.group()) - run.count(" ") - run.count("-") < 13:
+def _card(text: str, start: int, end: int) -> Iterator[Span]:
+    """Cards in a run of 13 or more digits in groups, starting with four digits: the longest
+    valid window of whole groups, with one kind of separator, from each group on."""
+    before = text[start - 2:start] if start > 1 else " " + text[:start]
+    if (before[-1:].isalnum() or before[-1:] in ("_", ".", "+") or text[end:end + 1].isalnum()
+            or (before[-1:] == "-" and (before[0].isalpha() or before[0] in "._"))):
         return
-    parts = re.split(r"([ \-])", run)  # group, separator, group, ...
-    offsets = [m.start() + sum(len(p) for p in parts[:i]) for i in range(0, len(parts), 2)]
+    parts = re.split(r"([ \-])", text[start:end])  # group, separator, group, ...
     groups, seps = parts[::2], parts[1::2]
+    offsets = [start]
+    for group in groups[:-1]:
+        offsets.append(offsets[-1] + len(group) + 1)
     i = 0
     while i < len(groups):
-        for j in range(min(len(groups), i + 5), i, -1):
-            if len(set(seps[i:j - 1])) <= 1 and _is_card(groups[i:j]):
-                yield offsets[i], offsets[j - 1] + len(groups[j - 1])
-                i = j - 1
+        windows, total = [], 0  # (i, j): groups i..j with 13-19 digits and one separator
+        for j in range(i, min(len(groups), i + 5)):
+            total += len(groups[j])
+            if total > 19 or (j > i + 1 and seps[j - 1] != seps[i]):
+                break
+            if total >= 13:
+                windows.append(j)
+        for j in reversed(windows):
+            if _is_card(groups[i:j + 1]):
+                yield offsets[i], offsets[j] + len(groups[j])
+                i = j
                 break
         i += 1
 
@@ -190,7 +198,7 @@ def _iban(text: str, m: re.Match[str]) -> Iterator[Span]:
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.])(?<![A-Za-z_]-){_OCTET}(?:\.{_OCTET}){{3}}(?!\w|\.\w)", _A)
 _VERSION_WORD = re.compile(r"(?i)\b(?:v|ver|version|release|rel|build|rev|revision|python|node|"
-                           r"java|go|ruby|php|kernel|firmware|fw|update|patch|sdk|api)\.?"
+                           r"java|ruby|php|kernel|firmware|fw|update|patch|sdk)\.?"
                            r"\s{0,3}[:=]?\s{0,3}\Z")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}+"
                    rf"(?:{_OCTET}(?:\.{_OCTET}){{3}}|[0-9A-Fa-f]{{1,4}})?+(?![\w:]|\.\d)", _A)
@@ -203,13 +211,9 @@ def _ipv4(text: str, m: re.Match[str]) -> Iterator[Span]:
 
 def _ipv6(text: str, m: re.Match[str]) -> Iterator[Span]:
     s = m.group()
-    groups = sum(1 for g in s.split(":") if g) + (1 if "." in s else 0)
-    try:
-        ipaddress.IPv6Address(s)
-    except ValueError:
-        return
-    if groups >= 3:
-        yield m.span()
+    with contextlib.suppress(ValueError):  # groups: an embedded IPv4 address counts as two
+        if ipaddress.IPv6Address(s) and sum(1 for g in s.split(":") if g) + ("." in s) >= 3:
+            yield m.span()
 
 
 # -- keys and tokens -------------------------------------------------------------------------
@@ -225,10 +229,9 @@ def _aws_key_id(text: str, start: int, end: int) -> Iterator[Span]:
 
 def _aws_secret(text: str, start: int, end: int) -> Iterator[Span]:
     s = text[start:end]
-    if (end - start != 40 or text[end:end + 1] == "=" or s.count("/") > 3
-            or s.lower() == s or s.upper() == s or not any(c.isdigit() for c in s)):
-        return
-    if -sum(n / 40 * math.log2(n / 40) for n in Counter(s).values()) >= 4.3:
+    if (end - start == 40 and text[end:end + 1] != "=" and s.count("/") <= 3
+            and s.lower() != s != s.upper() and any(c.isdigit() for c in s)
+            and -sum(n / 40 * math.log2(n / 40) for n in Counter(s).values()) >= 4.3):
         yield start, end
 
 
@@ -259,18 +262,23 @@ def _around(rx: re.Pattern[str], check: Callable[[str, re.Match[str]], Iterator[
 
 
 _KEY_RUN = re.compile(b"x" * 20 + b"x*")
-# One pass finds what NANP phones (000-0000), cards (0000 0000) and SSNs (000-00-0000) need.
-_DIGITS = re.compile(rb"000(?:[\-. ]0000|0[ \-]?0000|-00-0000)")
+# Three groups hold "::X" (X: hex not followed by a letter: not "std::vector"), "X:Y::" or
+# "X:Y:Z:" (not a time, 10:30:00).
+_IPV6_GATE = re.compile(rb":(?::[0-9A-Fa-f]{1,4}(?![G-Zg-z_])"
+                        rb"|[0-9A-Fa-f]{1,4}:(?::|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:))")
 _DETECTORS = (
     _Detector("email", "shape", re.compile(rb"@(?<=[Aa0_.%+\-]@)[Aa0]"), b"@", 0, _email),
     _Detector("phone", "shape", re.compile(rb"\+0"), b"+0", 32, _around(_PHONE_INTL, _phone_intl)),
-    _Detector("phone", "shape", _DIGITS, b"000", 18, _around(_PHONE_NANP, _whole)),
-    _Detector("credit_card", "shape", _DIGITS, b"000", 23, _around(_CARD, _card)),
-    _Detector("us_ssn", "shape", _DIGITS, b"000", 11, _around(_SSN, _whole)),
+    _Detector("phone", "shape", re.compile(rb"0000(?<=[\-. ]0000)(?<=[\-. )]000[\-. ]0000)"),
+              b"0000", 18, _around(_PHONE_NANP, _whole)),
+    _Detector("credit_card", "shape", re.compile(rb"0000(?:[ \-]?0){9,}+"), b"0000", 0,
+              _card),
+    _Detector("us_ssn", "shape", re.compile(rb"000-00-0000"), b"000-00-0000", 11,
+              _around(_SSN, _whole)),
     _Detector("iban", "shape", re.compile(rb"AA00"), b"AA00", 42, _around(_IBAN, _iban)),
     _Detector("ipv4", "shape", re.compile(rb"0\.0{1,3}\.0{1,3}\.0"), b"0.", 15,
               _around(_IPV4, _ipv4)),
-    _Detector("ipv6", "shape", re.compile(rb":[0Aa]{0,4}:"), b":", 45, _around(_IPV6, _ipv6)),
+    _Detector("ipv6", "raw", _IPV6_GATE, b":", 45, _around(_IPV6, _ipv6)),
     _Detector("aws_access_key_id", "token", _KEY_RUN, b"x" * 20, 0, _aws_key_id),
     _Detector("aws_secret_key", "token", _KEY_RUN, b"x" * 20, 0, _aws_secret),
     _Detector("jwt", "raw", re.compile(rb"eyJ"), b"eyJ", 0, _jwt),
@@ -309,10 +317,14 @@ class PIIFilter:
                 first = buffers[d.buffer].find(d.hint)
                 hits[d.gate] = [] if first < 0 else list(
                     d.gate.finditer(buffers[d.buffer], first))
-            zones: list[list[int]] = []  # hits, or with pad: merged areas around hits
+            if not d.pad:  # the hit is the candidate
+                for hit in hits[d.gate]:
+                    spans += [(s, e, d.category) for s, e in d.find(text, *hit.span())]
+                continue
+            zones: list[list[int]] = []  # merged areas around hits
             for hit in hits[d.gate]:
-                lo, hi = hit.start() - d.pad, hit.end() + (d.pad + 2 if d.pad else 0)
-                if d.pad and zones and lo <= zones[-1][1]:
+                lo, hi = hit.start() - d.pad, hit.end() + d.pad + 2
+                if zones and lo <= zones[-1][1]:
                     zones[-1][1] = hi
                 else:
                     zones.append([max(0, lo), hi])

@@ -1,47 +1,47 @@
-"""User regular expressions, checked at construction so one cannot stall the gateway.
+"""User regular expressions, checked at construction so that none can stall the gateway.
 
 :class:`RegexFilter` reports matches of its patterns::
 
     RegexFilter({"ticket": r"\\bOPS-\\d{3,6}\\b"}, action="log").scan("see OPS-1234")
 
 A mapping names each pattern's category; a sequence gets ``pattern`` (one pattern) or
-``pattern_0``, ``pattern_1`` … (several). Patterns use Python's :mod:`re` syntax, inline flags
-included (``(?i)secret``). Each pattern runs on its own, so overlapping matches of two
-patterns are both reported.
+``pattern_0``, ``pattern_1`` … (several). Patterns use :mod:`re` syntax, inline flags included
+(``(?i)secret``). Each pattern runs on its own: overlapping matches of two are both reported.
 
-**Guard.** Python's backtracking engine can take exponential time on some patterns, so
-:class:`RegexFilter` parses every pattern (with the standard library's parser) and raises
-:class:`ValueError` when:
+**Guard.** Python's backtracking engine can take exponential time on some patterns, so every
+pattern is parsed (with the standard library's own parser) and :class:`ValueError` raised when:
 
-* it is longer than :data:`MAX_PATTERN_LENGTH` characters, does not compile, or can match the
-  empty string;
+* it is longer than :data:`MAX_PATTERN_LENGTH`, does not compile, or can match empty text;
 * it uses a backreference (``\\1``, ``(?P=name)``) or a conditional group (``(?(1)a|b)``);
-* it nests quantifiers: a repeated part (``+``, ``*``, ``{m,n}`` with *n* > 1) contains an
+* it nests quantifiers: a repeated part (``+``, ``*``, ``{m,n}`` with *n* > 1) holds an
   unbounded quantifier (``(a+)+``, ``(a*)*``, ``(\\d+){3}``), or an unboundedly repeated part
-  contains any variable quantifier (``(a?)+``, ``(a{1,3})*``); bounded nesting is allowed while
-  the number of ways to split a match stays ≤ :data:`MAX_AMBIGUITY` (``(?:\\d{1,3}\\.){3}``:
-  3³ = 27). A quantifier that cannot backtrack — possessive (``a++``, ``\\w{1,63}+``) or in an
-  atomic group (``(?>a+)``) — never counts: rewrite ``(?:[a-z]{1,63}\\.)+`` as
-  ``(?:[a-z]{1,63}+\\.)+``;
-* a repeated part holds an alternation in which no character position tells two branches
-  apart — one can be empty or a prefix of another (``(a|aa)+``, ``(x|)+``, ``(ab|a)*``). Branches
-  are compared character by character up to their first quantifier or group; ``\\w``-style
-  categories and negated classes count as overlapping anything (``(?:foo|bar)+`` is fine,
-  ``(?:\\d|1x)+`` is not).
+  holds any variable one (``(a?)+``, ``(a{1,3})*``). Bounded nesting passes while the ways to
+  split a match stay ≤ :data:`MAX_AMBIGUITY` (``(?:\\d{1,3}\\.){3}``: 3³). A quantifier that
+  cannot backtrack — possessive (``a++``, ``\\w{1,63}+``) or in an atomic group
+  (``(?>a+)``) — does not count: write ``(?:[a-z]{1,63}+\\.)+``, not ``(?:[a-z]{1,63}\\.)+``;
+* a repeated part holds an alternation with two branches that no character position tells
+  apart — one empty or a prefix of the other (``(a|aa)+``, ``(x|)+``, ``(ab|a)*``). Branches are
+  compared up to their first quantifier or group; ``\\w``-style categories and negated classes
+  overlap everything (``(?:foo|bar)+`` passes, ``(?:\\d|1x)+`` does not).
 
-What remains is at worst polynomial (e.g. ``.*a.*b`` on text without ``b``). To bound it, text
-longer than :data:`PIECE` characters is scanned in pieces of that size overlapping by
-``window + 64``: a match is taken from the piece where it starts, and no single match attempt
-looks further than one piece. Each pattern is also skipped outright when its longest required
-literal (``OPS-`` above) is not in the text — most scans end there.
+What passes is at worst polynomial (``a.*b`` on a long run of ``a``). To bound that, text is
+scanned in pieces of :data:`PIECE` characters overlapping by ``window + 64``; a match is taken
+from the piece it starts in and no attempt reads past its piece: O(n * PIECE), not O(n²).
 
-**Window.** ``window`` is the longest match of any pattern as the parser computes it; a pattern
-that is unbounded (or bounded above ``max_window``) counts as ``max_window``. Its matches longer
-than that may be cut at a piece boundary, and split across chunks when scanning a stream.
+**Speed.** A pattern is skipped when its longest required literal (``OPS-`` above) is not in
+the text: one C substring search. Otherwise sre jumps to a literal prefix or first-character
+class, but not past a leading ``\\b`` or into a leading quantifier, so those are searched as
+``OPS-\\d{3,6}\\b`` / ``[A-Z][A-Z]{1,4}…`` and each candidate confirmed with the pattern as
+written. A pattern starting with ``.`` or a lookaround tries every position (~10 ns each).
+
+**Window.** ``window`` is the longest match of any pattern as the parser computes it; an
+unbounded pattern (or one bounded above ``max_window``) counts as ``max_window``, and its
+matches longer than that may be cut at a piece boundary or split across stream chunks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import re
@@ -56,20 +56,17 @@ __all__ = ["MAX_AMBIGUITY", "MAX_PATTERN_LENGTH", "PIECE", "RegexFilter"]
 
 MAX_PATTERN_LENGTH = 1000
 MAX_AMBIGUITY = 1024
-PIECE = 8192
-_MARGIN = 64
+PIECE = 4096
 
 
 def _load_parser() -> Any:
     """The standard library's private regex parser (``re._parser``, ``sre_parse`` before 3.11)."""
-    for module in ("re._parser", "sre_parse"):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for module in ("re._parser", "sre_parse"):
+            with contextlib.suppress(ImportError):
                 return importlib.import_module(module)
-        except ImportError:  # pragma: no cover - a Python that moved it again
-            continue
-    return None  # pragma: no cover
+    return None  # pragma: no cover - a Python that moved it again: see _rule
 
 
 _P = _load_parser()
@@ -78,6 +75,8 @@ _OP = {name: getattr(_P, name, object()) for name in (
     "MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT", "ATOMIC_GROUP", "GROUPREF",
     "GROUPREF_EXISTS", "MAXREPEAT")}
 _REPEATS = (_OP["MAX_REPEAT"], _OP["MIN_REPEAT"], _OP["POSSESSIVE_REPEAT"])
+_ZERO_WIDTH = (_OP["AT"], _OP["ASSERT"], _OP["ASSERT_NOT"])
+_NO_BACKTRACKING = (_OP["POSSESSIVE_REPEAT"], _OP["ATOMIC_GROUP"])
 _LEAD = re.compile(r"(?P<flags>\(\?[aimsu]+\))?(?P<b>\\b)?")
 _LEAD_REPEAT = re.compile(r"(?P<atom>\[\^?(?:\\.|[^\]\\])+\]|\\[dwsDWS]|\\[^A-Za-z0-9]|[A-Za-z0-9])"
                           r"(?:(?P<plus>\+)|\{(?P<lo>\d+)(?P<comma>,(?P<hi>\d*))?\})(?P<mode>[?+]?)")
@@ -94,7 +93,7 @@ def _children(op: Any, av: Any) -> list[Any]:
         return list(av[1])
     if op in _REPEATS:
         return [av[2]]
-    if op is _OP["SUBPATTERN"] or op is _OP["ASSERT"] or op is _OP["ASSERT_NOT"]:
+    if op in (_OP["SUBPATTERN"], _OP["ASSERT"], _OP["ASSERT_NOT"]):
         return [av[-1]]
     return [av] if op is _OP["ATOMIC_GROUP"] else []
 
@@ -102,7 +101,7 @@ def _children(op: Any, av: Any) -> list[Any]:
 def _variable_repeats(sub: Any) -> Iterator[tuple[int, int]]:
     """``(min, max)`` of each quantifier inside ``sub`` that can backtrack and vary in width."""
     for op, av in sub:
-        if op is _OP["POSSESSIVE_REPEAT"] or op is _OP["ATOMIC_GROUP"]:
+        if op in _NO_BACKTRACKING:
             continue
         if op in _REPEATS and av[0] != av[1]:
             yield av[0], av[1]
@@ -126,7 +125,7 @@ def _prefix(sub: Any, icase: bool) -> tuple[list[_Ranges], bool]:
             out += inner
             if not complete:
                 return out, False
-        elif op is _OP["AT"] or op is _OP["ASSERT"] or op is _OP["ASSERT_NOT"]:
+        elif op in _ZERO_WIDTH:
             continue
         elif _children(op, av):
             return out, False
@@ -139,7 +138,7 @@ def _ambiguous_branches(sub: Any, icase: bool) -> Iterator[int]:
     """Branch counts of the alternations in ``sub`` where one branch's text can be a prefix of
     another's (one can be empty, or they cannot be told apart by a character class)."""
     for op, av in sub:
-        if op is _OP["POSSESSIVE_REPEAT"] or op is _OP["ATOMIC_GROUP"]:
+        if op in _NO_BACKTRACKING:
             continue
         if op is _OP["BRANCH"]:
             prefixes = [_prefix(alt, icase)[0] for alt in av[1]]
@@ -155,7 +154,7 @@ def _ambiguous_branches(sub: Any, icase: bool) -> Iterator[int]:
 
 def _guard(sub: Any, icase: bool) -> None:
     for op, av in sub:
-        if op is _OP["GROUPREF"] or op is _OP["GROUPREF_EXISTS"]:
+        if op in (_OP["GROUPREF"], _OP["GROUPREF_EXISTS"]):
             raise ValueError("backreferences and conditional groups are not allowed")
         if op in _REPEATS and av[1] > 1:
             inner = list(_variable_repeats(av[2]))
@@ -165,10 +164,9 @@ def _guard(sub: Any, icase: bool) -> None:
             variants = math.prod(hi - lo + 1 for lo, hi in inner) * math.prod(branches)
             if (inner or branches) and (unbounded or variants > MAX_AMBIGUITY ** (1 / av[1])):
                 what = "an ambiguous alternation" if branches else "a quantifier"
-                raise ValueError(
-                    f"a repeated part holds {what} (like (a+)+ or (a|aa)+), which can take "
-                    "exponential time; make the inner quantifier possessive (a++) or atomic "
-                    "((?>...)), or remove the nesting")
+                raise ValueError(f"a repeated part holds {what} (like (a+)+ or (a|aa)+), which "
+                                 "can take exponential time; make the inner quantifier possessive"
+                                 " (a++) or atomic ((?>...)), or remove the nesting")
         for child in _children(op, av):
             _guard(child, _scoped(icase, av) if op is _OP["SUBPATTERN"] else icase)
 
@@ -180,8 +178,8 @@ def _required_literal(sub: Any, icase: bool) -> tuple[str, bool]:
         if op is _OP["LITERAL"]:
             run += chr(av)
             continue
-        if op is _OP["AT"] or op is _OP["ASSERT"] or op is _OP["ASSERT_NOT"]:
-            continue  # zero width: the literals on both sides are adjacent
+        if op in _ZERO_WIDTH:
+            continue  # the literals on both sides are adjacent
         best, run = max(best, (run, icase), key=lambda c: len(c[0])), ""
         inner = None
         if op is _OP["SUBPATTERN"]:
@@ -215,21 +213,15 @@ def _rule(category: str, pattern: str, max_window: int) -> _Rule:
     icase = bool(parsed.state.flags & re.IGNORECASE)
     _guard(parsed, icase)
     lo, hi = parsed.getwidth()
-    if lo == 0:
+    if lo == 0:  # also what makes every match non-empty, which scan relies on
         raise ValueError("it can match the empty string")
-    literal, literal_icase = _required_literal(parsed, icase)
-    return _Rule(category, rx, _scout(pattern, parsed), literal, literal_icase,
+    return _Rule(category, rx, _scout(pattern, parsed), *_required_literal(parsed, icase),
                  min(hi, max_window))
 
 
 def _scout(pattern: str, parsed: Any) -> re.Pattern[str] | None:
-    """A pattern that matches where ``pattern`` would but that sre searches faster.
-
-    sre skips ahead to a literal prefix ("project") or a first-character class quickly, but not
-    behind a leading ``\\b`` nor into a leading quantifier (``[A-Z]{2,5}``). So drop the ``\\b``
-    (each candidate is then confirmed with the full pattern) and spell ``X{m,n}`` as
-    ``XX{m-1,n-1}``.
-    """
+    """``pattern`` without a leading ``\\b`` and with a leading ``X{m,n}`` spelled
+    ``XX{m-1,n-1}``: it matches wherever ``pattern`` does, and sre searches it faster."""
     lead = _LEAD.match(pattern)
     if lead is None or (lead["b"] and parsed.data[0][0] is not _OP["AT"]):
         return None
@@ -242,12 +234,9 @@ def _scout(pattern: str, parsed: Any) -> re.Pattern[str] | None:
     elif not lead["b"]:
         return None
     source = (lead["flags"] or "") + body
-    try:
-        if _P.parse(source).getwidth() != parsed.getwidth():  # pragma: no cover - paranoia
-            return None
-        return re.compile(source)
-    except re.error:  # pragma: no cover
-        return None
+    with contextlib.suppress(re.error):  # the rewrites keep the width: check, to be safe
+        return re.compile(source) if _P.parse(source).getwidth() == parsed.getwidth() else None
+    return None  # pragma: no cover
 
 
 class RegexFilter:
@@ -277,13 +266,13 @@ class RegexFilter:
         findings: list[Finding] = []
         lowered = None
         for rule in self._rules:
-            if rule.literal and not rule.icase and rule.literal not in text:
-                continue
-            if rule.literal and rule.icase and rule.literal.isascii() and text.isascii():
+            if rule.icase and rule.literal.isascii() and text.isascii():
                 lowered = text.lower() if lowered is None else lowered
                 if rule.literal.lower() not in lowered:
                     continue
-            n, overlap = len(text), rule.window + _MARGIN
+            elif not rule.icase and rule.literal not in text:
+                continue
+            n, overlap = len(text), rule.window + 64  # 64: room for lookarounds
             piece = max(PIECE, 4 * overlap)
             start = last_end = 0
             while start < n:
@@ -301,8 +290,7 @@ class RegexFilter:
 def _matches(rule: _Rule, text: str, pos: int, end: int) -> Iterator[tuple[int, int]]:
     """The spans ``rule.rx.finditer(text, pos, end)`` would give."""
     if rule.scout is None:
-        for m in rule.rx.finditer(text, pos, end):
-            yield m.span()
+        yield from (m.span() for m in rule.rx.finditer(text, pos, end))
         return
     while (candidate := rule.scout.search(text, pos, end)) is not None:
         found = rule.rx.match(text, candidate.start(), end)

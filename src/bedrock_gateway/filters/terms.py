@@ -19,7 +19,7 @@ per character, which equals whole-string NFKD once marks are removed; NFKC is no
 **Matching.** A term is its words (runs of letters/digits); a phrase matches with *any* run of
 separators between its words ("bad  word", "bad-word", "bad_word" all match "bad word").
 Matches respect word boundaries judged on the normalized text: "ass" never matches inside
-"class" or "assistant", nor inside "cl\u200bass" (the zero-width space is removed first).
+"class" or "assistant", nor inside "cl<U+200B>ass" (the zero-width space is removed first).
 Terms whose edge is a CJK, kana, Thai, Lao, Khmer or Myanmar character — scripts written
 without spaces — match without a boundary on that edge. Where two terms match at one place
 the longest wins. Confusable folding is deliberately lossy: a Cyrillic word made only of
@@ -29,9 +29,13 @@ lookalike letters reads as its Latin twin.
 character came from (one original character may become several, or nothing), so a finding
 covers the obfuscated original, zero-width characters and combining marks included.
 
-**Speed.** All terms compile into one trie-shaped regular expression. Text that is ASCII, or
-that normalizes to ASCII, is matched as bytes in which every separator is a space; other text
-uses the Unicode pattern.
+**Speed.** Text that is ASCII, or whose other characters each fold to one ASCII character
+(curly quotes, accented letters, lookalikes: ``str.encode`` with a folding error handler),
+keeps its offsets and is matched as bytes in which every separator is a space: one C split
+tells whether any term's first word occurs at all — most scans end there — and only then does
+a trie-shaped regular expression of those terms (compiled once, cached) find the spans. Other
+text is normalized with an offset map and matched with one Unicode trie of all terms, its
+boundary checks placed after the first character so that sre still skips ahead.
 
 **Window.** A match can be longer in the original than in normalized form (inserted
 invisibles, marks, long separator runs), so ``window`` is ``4 ×`` the longest normalized term
@@ -40,6 +44,7 @@ invisibles, marks, long separator runs), so ``window`` is ``4 ×`` the longest n
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from bisect import bisect_right
@@ -64,25 +69,93 @@ _WORDS = re.compile(r"[^\W_]+")
 _BYTES_TABLE = bytes(
     ord(chr(b).lower()) if chr(b).isalnum() and b < 128 else 32 for b in range(256)
 )
-_CACHE: dict[str, str] = {}
+_RUNS = re.compile(rb"\?\?*")  # not \?+: sre only skips ahead to a literal first
+# In trie keys: \0 separates words, \1 follows a first character that needs a word boundary
+# before it, \2 ends a term that needs one after it.
+_MARKS = {"\1": r"(?<![^\W_].)", "\2": r"(?![^\W_])"}
 _Trie = dict[str, "_Trie"]
 _first = itemgetter(0)
 
 
+def _unspaced(c: str) -> bool:
+    """A character of a script written without spaces between words."""
+    return unicodedata.name(c, "").startswith(_UNSPACED)
+
+
 def _fold(c: str) -> str:
     """The normalized form of one non-ASCII character ('' if it is invisible)."""
-    folded = _CACHE.get(c)
-    if folded is None:
-        s = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", c).casefold())
-        kept = (ch for ch in s if unicodedata.category(ch) not in ("Mn", "Me", "Cf")
-                and ch not in _FILLERS)
-        folded = "".join(ch if ch.isalnum() else " " for ch in "".join(kept).translate(
-            _CONFUSABLES)).lower()  # lower(): casefold maps Cherokee to capitals
-        if len(_CACHE) < 65536:
-            _CACHE[c] = folded
-    return folded
+    s = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", c).casefold())
+    kept = "".join(ch for ch in s if unicodedata.category(ch) not in ("Mn", "Me", "Cf")
+                   and ch not in _FILLERS).translate(_CONFUSABLES)
+    # lower(): casefold maps Cherokee to capitals
+    return "".join(ch if ch.isalnum() else " " for ch in kept).lower()
 
 
+class _Folds(dict[int, str]):
+    """Code point -> normalized form, for ``str.translate``; filled as characters are seen."""
+
+    def __missing__(self, code: int) -> str:
+        folded = chr(code).lower() if code < 128 else _fold(chr(code))
+        if len(self) < 65536:
+            self[code] = folded
+        return folded
+
+
+class _UnevenTable(dict[int, "str | None"]):
+    """Code point -> ``None`` (translate drops it) if it normalizes to exactly one character."""
+
+    def __missing__(self, code: int) -> str | None:
+        value = None if len(_FOLDS[code]) == 1 else "x"
+        if len(self) < 65536:
+            self[code] = value
+        return value
+
+
+_FOLDS, _UNEVEN = _Folds(), _UnevenTable()
+
+
+class _Uneven(Exception):
+    """A character that does not normalize to exactly one ASCII character."""
+
+
+def _fold_errors(error: UnicodeError) -> tuple[str, int]:
+    """``str.encode`` error handler: non-ASCII characters as their one-character ASCII form."""
+    assert isinstance(error, UnicodeEncodeError)
+    run = error.object[error.start:error.end]
+    if run.translate(_UNEVEN) or not (folded := run.translate(_FOLDS)).isascii():
+        raise _Uneven
+    return folded, error.end
+
+
+_ERRORS = "bedrock_gateway.filters.terms"
+codecs.register_error(_ERRORS, _fold_errors)
+
+
+def _cp1252_table() -> bytes:
+    """Windows-1252 byte -> like _BYTES_TABLE for what its character normalizes to, or 0 if
+    that is not exactly one ASCII character."""
+    table = bytearray(256)
+    for b in range(256):
+        fold = _FOLDS[ord(bytes([b]).decode("cp1252", "replace"))]
+        table[b] = _BYTES_TABLE[ord(fold)] if len(fold) == 1 and fold.isascii() else 0
+    return bytes(table)
+
+
+_CP1252_WORDS = _cp1252_table()
+
+
+def _ascii_words(text: str) -> bytes | None:
+    """``text`` as bytes of lower-case ASCII letters, digits and spaces (separators), if every
+    character normalizes to exactly one ASCII character — offsets then stay as they are.
+    Windows-1252 holds curly quotes, dashes and Western accented letters, so encoding to it
+    folds them in C; other characters go through the error handler."""
+    if text.isascii():
+        return text.encode("ascii").translate(_BYTES_TABLE)
+    try:
+        words = text.encode("cp1252", _ERRORS).translate(_CP1252_WORDS)
+    except _Uneven:
+        return None
+    return None if 0 in words else words
 Segment = tuple[int, int, bool]  # (normalized offset, original offset, maps 1:1)
 
 
@@ -94,34 +167,39 @@ def normalize(text: str) -> tuple[str, list[Segment]]:
     segments: list[Segment] = []
     n = pos = 0
     delta = None  # original minus normalized offset while in an identity segment
-    # Non-ASCII characters are the only ones that fold specially: find them as the "?" that
-    # encoding with errors="replace" leaves in their place (one byte per character).
-    raw = text.encode("ascii", "replace")
-    i = -1
-    while (i := raw.find(b"?", i + 1)) >= 0:
-        c = text[i]
-        if c == "?":
-            continue
-        fold = _CACHE.get(c) or _fold(c)
-        if i > pos:
-            if delta != pos - n:
-                segments.append((n, pos, True))
-                delta = pos - n
-            parts.append(text[pos:i])
-            n += i - pos
-        if len(fold) == 1:
-            if delta != i - n:
-                segments.append((n, i, True))
-                delta = i - n
-        elif fold:
-            segments.append((n, i, False))
-            delta = None
-        parts.append(fold)
-        n += len(fold)
-        pos = i + 1
+
+    def same(at: int) -> None:  # text[at:] maps 1:1 from normalized offset n
+        nonlocal delta
+        if delta != at - n:
+            segments.append((n, at, True))
+            delta = at - n
+
+    # Only non-ASCII characters fold specially: they are the runs of "?" that encoding with
+    # errors="replace" leaves in their place (one byte per character; real "?" fold to "?").
+    for m in _RUNS.finditer(text.encode("ascii", "replace")):
+        start, end = m.span()
+        if start > pos:
+            same(pos)
+            parts.append(text[pos:start])
+            n += start - pos
+        run = text[start:end]
+        if end - start > 4 and not run.translate(_UNEVEN):  # every character becomes one
+            same(start)
+            parts.append(run.translate(_FOLDS))
+            n += end - start
+        else:
+            for i, c in enumerate(run, start):
+                fold = _FOLDS[ord(c)]
+                if len(fold) == 1:
+                    same(i)
+                elif fold:
+                    segments.append((n, i, False))
+                    delta = None
+                parts.append(fold)
+                n += len(fold)
+        pos = end
     if pos < len(text):
-        if delta != pos - n:
-            segments.append((n, pos, True))
+        same(pos)
         parts.append(text[pos:])
     return "".join(parts).lower(), segments or [(0, 0, True)]
 
@@ -142,7 +220,7 @@ def _trie(terms: Sequence[str], sep: str) -> str:
         node[""] = {}
 
     def emit(node: _Trie) -> str:
-        alts = [(sep if ch == "\0" else re.escape(ch)) + emit(child)
+        alts = [_MARKS.get(ch, sep if ch == "\0" else re.escape(ch)) + emit(child)
                 for ch, child in sorted(node.items()) if ch]
         body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")" if alts else ""
         return f"(?:{body})?" if "" in node and body else body
@@ -171,14 +249,13 @@ class DenyTermsFilter:
         self._by_first: dict[bytes, list[str]] = {}  # ASCII terms by their first word
         for key in sorted(k for k in keys if k.isascii()):
             self._by_first.setdefault(key.split("\0")[0].encode(), []).append(key)
+        self._first_words = frozenset(self._by_first)
         self._bytes_rx: dict[frozenset[bytes], re.Pattern[bytes]] = {}  # by first words present
-        alts = []
-        for key in sorted(keys, key=len, reverse=True):
-            body = "[\\W_]+".join(re.escape(w) for w in key.split("\0"))
-            head = "" if unicodedata.name(key[0], "").startswith(_UNSPACED) else r"(?<![^\W_])"
-            tail = "" if unicodedata.name(key[-1], "").startswith(_UNSPACED) else r"(?![^\W_])"
-            alts.append(head + body + tail)
-        self._str_rx = re.compile("|".join(alts)) if alts else None
+        # Unicode text: one trie too, with the boundary checks placed after the first
+        # character so that sre can still skip to the possible first characters.
+        marked = [key[0] + ("" if _unspaced(key[0]) else "\1") + key[1:]
+                  + ("" if _unspaced(key[-1]) else "\2") for key in keys]
+        self._str_rx = re.compile(_trie(sorted(marked), "[\\W_]+")) if keys else None
 
     def _bytes_pattern(self, first_words: frozenset[bytes]) -> re.Pattern[bytes]:
         """One trie for the ASCII terms that start with these words (cached)."""
@@ -193,13 +270,19 @@ class DenyTermsFilter:
     def scan(self, text: str) -> list[Finding]:
         if self._str_rx is None or not text:
             return []
-        norm, segments = (text, [(0, 0, True)]) if text.isascii() else normalize(text)
-        if norm.isascii():
-            words = norm.encode("ascii").translate(_BYTES_TABLE)
-            if not (present := self._by_first.keys() & words.split()):
+        segments: list[Segment] = [(0, 0, True)]
+        words = _ascii_words(text)
+        if words is None:
+            norm, segments = normalize(text)
+            if norm.isascii():
+                words = norm.encode("ascii").translate(_BYTES_TABLE)
+        if words is not None:
+            tokens = words.split()
+            if self._first_words.isdisjoint(tokens):
                 return []  # no listed term starts with a word of the text: the usual case
+            present = self._first_words.intersection(tokens)
             spans = [(m.start(), m.end() - 1)
-                     for m in self._bytes_pattern(frozenset(present)).finditer(b" " + words + b" ")]
+                     for m in self._bytes_pattern(present).finditer(b" " + words + b" ")]
         else:
             spans = [m.span() for m in self._str_rx.finditer(norm)]
         findings = []
