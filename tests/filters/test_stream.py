@@ -125,3 +125,45 @@ def test_at_most_the_window_is_held_back(text: str, cuts: list[int]) -> None:
             released += len(f.json()["delta"]["text"])  # type: ignore[index]
         assert fed[0] - released <= scanner.window + scanner.step + longest
     assert released == len(text)
+
+
+# The same properties with the real PII and deny-terms filters.
+PLANTED = ["jane.doe@example.com", "4111 1111 1111 1111", "+1 415 555 0132",
+           "Launch   Codes", "ｌａｕｎｃｈ codes"]
+real_texts = st.lists(st.one_of(st.sampled_from(PLANTED), st.sampled_from(
+    ["hello", "the", "number 42", ",", "\n", "é"])), min_size=1, max_size=14).map(" ".join)
+
+
+def _real_filters(action: Action) -> list[object]:
+    from bedrock_gateway.filters import DenyTermsFilter, PIIFilter
+
+    return [PIIFilter({"email": action, "credit_card": action, "phone": action}),
+            DenyTermsFilter(["launch codes"], action=action)]
+
+
+@given(real_texts, cut_lists)
+def test_pii_and_terms_redacted_in_any_chunking(text: str, cuts: list[int]) -> None:
+    frames = converse_stream(split(text, cuts))
+    scanner = StreamScanner("ConverseStream", _real_filters("redact"))  # type: ignore[arg-type]
+    got = text_of(list(scanner(iter(frames))))
+    for planted in PLANTED:
+        assert planted not in got
+    assert "launch" not in got.lower().replace("ｌａｕｎｃｈ", "launch") or "codes" not in got.lower()
+    for flt in _real_filters("redact"):
+        assert not flt.scan(got)  # type: ignore[attr-defined]
+
+
+@given(real_texts, cut_lists)
+def test_pii_and_terms_blocked_in_any_chunking(text: str, cuts: list[int]) -> None:
+    frames = converse_stream(split(text, cuts))
+    response = Response(200, {}, frames=iter(frames))
+    response.map_frames(StreamScanner("ConverseStream", _real_filters("block")))  # type: ignore[arg-type]
+    decoded = EventStreamDecoder().feed(b"".join(response.chunks()))
+    if not any(flt.scan(text) for flt in _real_filters("block")):  # type: ignore[attr-defined]
+        assert [f.raw for f in decoded] == [f.raw for f in frames]
+        return
+    *before, last = decoded
+    assert last.message_type == "exception" and last.exception_type == "validationException"
+    assert [f.raw for f in before] == [f.raw for f in frames[:len(before)]]
+    released = text_of(before)
+    assert not any(flt.scan(released) for flt in _real_filters("block"))  # type: ignore[attr-defined]

@@ -82,8 +82,9 @@ class Verdict:
 
     @property
     def blocked(self) -> Finding | None:
-        """The first blocking finding, if any."""
-        return next((f for f in self.findings if f.action == "block"), None)
+        """The blocking finding that starts first in the text, if any (a stream is cut there)."""
+        return min((f for f in self.findings if f.action == "block"), key=lambda f: f.start,
+                   default=None)
 
     @property
     def redactions(self) -> tuple[Finding, ...]:
