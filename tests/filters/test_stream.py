@@ -129,7 +129,7 @@ def test_at_most_the_window_is_held_back(text: str, cuts: list[int]) -> None:
 
 # The same properties with the real PII and deny-terms filters.
 PLANTED = ["jane.doe@example.com", "4111 1111 1111 1111", "+1 415 555 0132",
-           "Launch   Codes", "ｌａｕｎｃｈ codes"]
+           "Launch   Codes", "\uff4c\uff41\uff55\uff4e\uff43\uff48 codes"]  # fullwidth "launch"
 real_texts = st.lists(st.one_of(st.sampled_from(PLANTED), st.sampled_from(
     ["hello", "the", "number 42", ",", "\n", "é"])), min_size=1, max_size=14).map(" ".join)
 
@@ -148,7 +148,6 @@ def test_pii_and_terms_redacted_in_any_chunking(text: str, cuts: list[int]) -> N
     got = text_of(list(scanner(iter(frames))))
     for planted in PLANTED:
         assert planted not in got
-    assert "launch" not in got.lower().replace("ｌａｕｎｃｈ", "launch") or "codes" not in got.lower()
     for flt in _real_filters("redact"):
         assert not flt.scan(got)  # type: ignore[attr-defined]
 
