@@ -144,3 +144,15 @@ def test_unknown_shapes_are_refused_unless_configured_to_pass(start: Start) -> N
     with pytest.raises(ClientError) as caught:  # forwarded: the fake does not know the model
         lenient.invoke_model(modelId="acme.mystery-v1", body=body)
     assert "cannot read" not in caught.value.response["Error"]["Message"]
+
+
+def test_a_refused_prompt_reserves_no_quota(start: Start, fake_bedrock: FakeBedrock) -> None:
+    client, _ = start('[[filters]]\ntype = "pii"\ncategories = ["email"]\naction = "block"\n'
+                      '[[quota.limits]]\nscope = "global"\nrequests_per_minute = 1\n')
+    with pytest.raises(ClientError) as caught:
+        client.converse(modelId=HAIKU, messages=say("jane.doe@example.com"))
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    client.converse(modelId=HAIKU, messages=say("hello"))  # the one request of the minute
+    with pytest.raises(ClientError) as caught:
+        client.converse(modelId=HAIKU, messages=say("hello again"))
+    assert caught.value.response["Error"]["Code"] == "ThrottlingException"
