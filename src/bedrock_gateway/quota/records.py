@@ -156,11 +156,11 @@ def _guardrail_outcome(note: object) -> str | None:
     ApplyGuardrail), ``error`` when checking failed; ``None`` when no guardrail was involved."""
     if not isinstance(note, dict):
         return None
-    checks = [note.get(k) for k in ("input", "output") if isinstance(note.get(k), dict)]
-    if note.get("intervened") or any(
-            c.get("action") == "GUARDRAIL_INTERVENED" for c in checks):  # type: ignore[union-attr]
+    checks = [check for key in ("input", "output")
+              if isinstance(check := note.get(key), dict)]
+    if note.get("intervened") or any(c.get("action") == "GUARDRAIL_INTERVENED" for c in checks):
         return "intervened"
-    if any("error" in c for c in checks):  # type: ignore[operator]
+    if any("error" in c for c in checks):
         return "error"
     return "none"
 
