@@ -31,8 +31,6 @@ from bedrock_gateway.quota.stores import open_store
 from bedrock_gateway.quota.stores.memory import MemoryStore
 from bedrock_gateway.quota.stores.redis import GRACE_MS, RedisStore
 
-from .conftest import _free_port
-
 T0 = 1_790_000_000_000
 TTL = 15 * 60_000
 MINUTE = 60_000
@@ -230,13 +228,28 @@ def test_open_store_takes_the_prefix_from_the_url(
     store.close()
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too and exists: an ephemeral
+    port above 55535 has none, and redis-server then exits at start."""
+    for _ in range(100):
+        port = random.randint(20_000, 50_000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10_000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 @pytest.fixture(scope="module")
 def cluster_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A one-node Redis Cluster serving every slot: it enforces the one-slot rule for real."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")
-    port, workdir = _free_port(), tmp_path_factory.mktemp("cluster")
+    port, workdir = _cluster_port(), tmp_path_factory.mktemp("cluster")
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
