@@ -56,6 +56,8 @@ class UsageRecord:
     # Bedrock guardrail did: ``intervened``, ``none``, ``error`` (None: no guardrail involved).
     filters: list[str] = field(default_factory=list)
     guardrail: str | None = None
+    # Served from the response cache (routing.cache): no upstream call, so cost_usd is "0".
+    cached: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -145,6 +147,9 @@ class UsageRecorder:
                 cost = self.pricing.cost(record.model, usage.input_tokens, usage.output_tokens,
                                          usage.cache_read_tokens, usage.cache_write_tokens)
                 record.cost_usd = _money(cost)
+        if call.attrs.get("bedrock_gateway.cache") == "hit":  # routing.cache.CACHE_NOTE
+            record.cached = True
+            record.cost_usd = "0"
         try:
             self.sink(record)
         except Exception:
