@@ -23,6 +23,7 @@ from bedrock_gateway.auth.config import (
 from bedrock_gateway.filters.config import FilterConfig, build_filters
 from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway, Middleware
 from bedrock_gateway.quota.config import QuotaSection, build_enforcer
+from bedrock_gateway.routing.config import CacheSection, RouteConfig, build_cache, build_routing
 
 if TYPE_CHECKING:
     from bedrock_gateway.quota.pricing import Pricing
@@ -113,6 +114,8 @@ class GatewayConfig(_Section):
     usage: UsageSection = UsageSection()
     quota: QuotaSection = QuotaSection()
     filters: list[FilterConfig] = []
+    routes: list[RouteConfig] = []
+    cache: CacheSection | None = None  # [cache]: present = on
 
     @model_validator(mode="after")
     def _require_auth_decision(self) -> GatewayConfig:
@@ -215,12 +218,18 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
         middleware.append(UsageRecorder(JSONLinesSink(config.usage.log), pricing))
     outer, inner = build_filters(config.filters, config.gateway.on_unknown_shape)
     middleware += outer  # guardrail injection, content filters: before quotas see the body
+    cache = build_cache(config.cache)
+    if cache is not None:  # after input filters (keys over the filtered body), before quotas
+        middleware.append(cache)  # (a hit consumes no quota)
     if pricing is not None and (config.quota.limits or config.pricing.reject_unpriced):
         middleware.append(build_enforcer(config.quota, pricing, config.pricing.reject_unpriced))
     middleware += inner  # ApplyGuardrail checks: their own calls go straight to Bedrock
+    router, handler = build_routing(config.routes, SigV4Forwarder(**options),
+                                    deadline_s=up.read_timeout_s)
     return Gateway(
-        SigV4Forwarder(**options),
+        handler,
         middleware,
+        router=router,
         authorizers=build_authorizers(config.auth),
         access_rules=build_access_rules(config.access),
         anonymous=config.auth.anonymous,

@@ -50,8 +50,9 @@ class Gateway:
 
     ``handler`` is the terminal step (normally a :class:`SigV4Forwarder`). The chain is:
     authentication (``authorizers``; a call without credentials is refused unless
-    ``anonymous=True``), then the ``access_rules`` (when given, whatever no rule allows is
-    denied), then ``middleware`` outermost first, then ``handler``. A gateway with neither
+    ``anonymous=True``), then the ``router`` (model aliases, so that access rules, quotas and
+    pricing see the resolved model), then the ``access_rules`` (when given, whatever no rule
+    allows is denied), then ``middleware`` outermost first, then ``handler``. A gateway with neither
     authorizers nor ``anonymous=True`` cannot be built: deny by default, said at construction.
     """
 
@@ -64,6 +65,7 @@ class Gateway:
         access_rules: Sequence[Rule] | None = None,
         anonymous: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        router: Middleware | None = None,
     ) -> None:
         from bedrock_gateway.auth.access import AccessPolicy
         from bedrock_gateway.auth.dispatch import AuthMiddleware
@@ -75,7 +77,10 @@ class Gateway:
         self.middleware = tuple(middleware)
         self.anonymous = anonymous
         self.max_body_bytes = max_body_bytes
+        self.router = router
         stack: list[Middleware] = [AuthMiddleware(authorizers, anonymous=anonymous)]
+        if router is not None:  # aliases resolve before access rules judge the model
+            stack.append(router)
         if access_rules is not None:
             stack.append(AccessPolicy(access_rules))
         stack += self.middleware

@@ -58,6 +58,8 @@ class UsageRecord:
     guardrail: str | None = None
     # Served from the response cache (routing.cache): no upstream call, so cost_usd is "0".
     cached: bool = False
+    # The alias the client called when a route resolved it (``model`` is the model that served).
+    alias: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -123,6 +125,10 @@ class UsageRecorder:
     def _emit(self, call: Call, record: UsageRecord, meter: Meter | None,
               started: float) -> None:
         record.latency_ms = round((self.clock() - started) * 1000, 3)
+        route = call.attrs.get("bedrock_gateway.route")  # routing.aliases.ROUTE_KEY
+        if isinstance(route, dict):
+            record.alias = route.get("alias")
+            record.model = route.get("served") or route.get("model") or record.model
         found = call.attrs.get("bedrock_gateway.filters")
         if isinstance(found, list):
             record.filters = [str(label) for label in found]

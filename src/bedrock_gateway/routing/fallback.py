@@ -67,6 +67,12 @@ class FallbackHandler:
         self.deadline_s = deadline_s
         self._clock = clock
 
+    def close(self) -> None:
+        """Release the wrapped handler (the forwarder's connections)."""
+        close = getattr(self.handler, "close", None)
+        if callable(close):
+            close()
+
     def __call__(self, call: Call) -> Response:
         note: dict[str, Any] | None = call.attrs.get(ROUTE_KEY)
         if note is None:
