@@ -112,3 +112,12 @@ def test_filters_md_snippets() -> None:
 
     outer, inner = build_filters(config.filters, "block")
     assert len(outer) == 2 and not inner  # the injector, then the content filter
+
+
+def test_routing_and_caching_md_configs_are_valid() -> None:
+    import tomllib
+
+    for doc, check in (("routing.md", lambda c: [r.alias for r in c.routes] == ["chat-default"] * 2),
+                       ("caching.md", lambda c: c.cache is not None and c.cache.ttl_s == 600)):
+        (block,) = re.findall(r"```toml\n(.*?)```", (ROOT / "docs" / doc).read_text(), re.S)
+        assert check(parse_config({**tomllib.loads(block), "auth": {"anonymous": True}}))
