@@ -120,4 +120,11 @@ def test_routing_and_caching_md_configs_are_valid() -> None:
     for doc, check in (("routing.md", lambda c: [r.alias for r in c.routes] == ["chat-default"] * 2),
                        ("caching.md", lambda c: c.cache is not None and c.cache.ttl_s == 600)):
         (block,) = re.findall(r"```toml\n(.*?)```", (ROOT / "docs" / doc).read_text(), re.S)
-        assert check(parse_config({**tomllib.loads(block), "auth": {"anonymous": True}}))
+        config = parse_config({**tomllib.loads(block), "auth": {"anonymous": True}})
+        assert check(config)
+        from bedrock_gateway.routing.config import build_cache, build_routing
+
+        router, _ = build_routing(config.routes, lambda call: None, deadline_s=10)  # type: ignore[arg-type,return-value]
+        assert (router is not None) == bool(config.routes)
+        if config.cache is not None:
+            build_cache(config.cache.model_copy(update={"store": "memory://"})).close()
