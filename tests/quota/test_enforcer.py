@@ -288,3 +288,21 @@ def test_two_limits_on_one_counter_are_a_configuration_error() -> None:
                        Limit("tenant", "requests_per_minute", Decimal(9))])
     QuotaEnforcer([Limit("tenant", "requests_per_minute", Decimal(5)),
                    Limit("tenant", "requests_per_minute", Decimal(9), tenants=frozenset({"a"}))])
+
+
+def test_a_route_with_fallbacks_reserves_at_the_dearest_model_and_settles_at_the_one_used(
+        ) -> None:
+    from bedrock_gateway.routing.aliases import Alias, AliasRouter, Target
+
+    opus = "anthropic.claude-opus-4-1-20250805-v1:0"  # 15 / 75 USD per 1M tokens: the dearest
+    h = Harness([Limit("tenant", "usd_per_day", Decimal(1))])
+    router = AliasRouter([Alias("chat", [Target(MODEL)], fallback=(opus,))])
+    h.gateway = Gateway(h.upstream, [as_principal, UsageRecorder(h.records.append),
+                                     h.enforcer], anonymous=True, router=router)
+    body = {"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+            "inferenceConfig": {"maxTokens": 1000}}
+    response = h.call(body, model="chat")
+    assert code(response) == "200"
+    held = Decimal(1) - Decimal(response.headers["x-bedrock-gateway-remaining-usd-per-day"])
+    assert held > Decimal("0.075")  # 1,000 output tokens at Opus's 75 USD per 1M
+    assert h.records[-1].cost_usd == "0.000088"  # 10 in + 20 out at Haiku's 0.8 / 4: served it

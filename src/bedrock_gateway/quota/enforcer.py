@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import (
@@ -44,6 +45,7 @@ __all__ = ["QuotaEnforcer"]
 
 log = logging.getLogger("bedrock_gateway.quota")
 _HEADER = "x-bedrock-gateway-remaining-"
+_ROUTE = "bedrock_gateway.route"  # routing.aliases.ROUTE_KEY
 
 
 def nano_usd(usd: Decimal) -> int:
@@ -95,6 +97,7 @@ class _Held:
     worst: _Worst
     price: _Rates | None
     note: QuotaNote
+    route: dict[str, Any] | None  # the alias route note, when a router resolved the model
 
 
 class QuotaEnforcer:
@@ -171,7 +174,9 @@ class QuotaEnforcer:
         limits = tuple(limit for limit, _ in matched)
         note = QuotaNote(tuple(limit.name for limit in limits))
         call.attrs[QUOTA_NOTE] = note
-        held = _Held(limits, charges, slot, worst, price, note)
+        route = call.attrs.get(_ROUTE)
+        held = _Held(limits, charges, slot, worst, price, note,
+                     route if isinstance(route, dict) else None)
         try:
             response = next_(call)
         except BaseException:
@@ -185,7 +190,21 @@ class QuotaEnforcer:
     # -- before -----------------------------------------------------------------------------
 
     def _price(self, call: Call, required: bool) -> _Rates | None:
-        model = call.model_id
+        """The rates a reservation is held at: the model's, or — when a route may fall back to
+        other models — the dearest of each rate among all of them, so no fallback can cost
+        more than was reserved."""
+        route = call.attrs.get(_ROUTE)
+        models = [call.model_id, *(route.get("fallback", ()) if isinstance(route, dict) else ())]
+        rates = [self._rates_for(m, required) for m in models]
+        known = [r for r in rates if r is not None]
+        if not known or len(known) < len(rates):  # some model has no price (not required)
+            return None
+        if len(known) == 1:
+            return known[0]
+        return _Rates(*(max(getattr(r, f) for r in known)
+                        for f in ("input", "output", "cache_read", "cache_write")))
+
+    def _rates_for(self, model: str | None, required: bool) -> _Rates | None:
         price = self.pricing.price_for(model) if model else None
         if price is not None:
             rates = self._rates.get(price)
@@ -237,6 +256,10 @@ class QuotaEnforcer:
 
     def _finish(self, held: _Held, meter: Meter, generating: bool) -> None:
         usage, price, worst, note = meter.usage, held.price, held.worst, held.note
+        route = held.route
+        served = (route.get("served") or route.get("model")) if route is not None else None
+        if price is not None and isinstance(served, str):  # priced at the model that answered
+            price = self._rates_for(served, False) or price
         tokens, usd = 0, 0
         if meter.status == 200 and meter.complete and usage is not None:
             tokens = usage.total_tokens
