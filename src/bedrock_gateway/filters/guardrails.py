@@ -37,6 +37,7 @@ from typing import Any, Literal, cast
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import GatewayError, ServiceUnavailableError, ValidationError
 from bedrock_gateway.eventstream import Frame
+from bedrock_gateway.model_fields import GENERATING
 from bedrock_gateway.operations import OPERATIONS
 from bedrock_gateway.pipeline import Next
 
@@ -48,8 +49,6 @@ log = logging.getLogger("bedrock_gateway.filters")
 GUARDRAIL_NOTE = "bedrock_gateway.guardrail"
 _OBSERVED = "bedrock_gateway.guardrail_observed"
 _APPLY = next(op for op in OPERATIONS if op.name == "ApplyGuardrail")
-_MODEL_CALLS = frozenset({"Converse", "ConverseStream", "InvokeModel",
-                          "InvokeModelWithResponseStream"})
 _VERSION = re.compile(r"^(?:[1-9][0-9]{0,7}|DRAFT)$")
 _IDENTIFIER = re.compile(  # as the router accepts it in ApplyGuardrail's path
     r"^(?:[a-z0-9]+|arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+)$")
@@ -112,7 +111,7 @@ def _note(call: Call) -> dict[str, Any]:
 
 def _pick(call: Call, default: Guardrail | None, tenants: Mapping[str, Guardrail | None]
           ) -> Guardrail | None:
-    if call.operation.name not in _MODEL_CALLS:
+    if call.operation.name not in GENERATING:
         return None
     tenant = call.principal.tenant if call.principal is not None else None
     return tenants[tenant] if tenant is not None and tenant in tenants else default

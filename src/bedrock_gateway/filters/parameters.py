@@ -47,64 +47,30 @@ from typing import Any, Literal
 from bedrock_gateway.auth.access import model_names
 from bedrock_gateway.call import Call
 from bedrock_gateway.filters.base import Action, Finding
+from bedrock_gateway.model_fields import (
+    ANY_MAX_TOKENS,
+    ANY_TEMPERATURE,
+    ANY_TOP_P,
+    CONVERSE_FIELDS,
+    GENERATING,
+    Field,
+    Fields,
+    family_fields,
+)
 
 __all__ = ["ParameterPolicy"]
 
-_GENERATING = frozenset({"Converse", "ConverseStream", "InvokeModel",
-                         "InvokeModelWithResponseStream"})
 _GUARDRAIL_HEADERS = ("x-amzn-bedrock-guardrailidentifier", "x-amzn-bedrock-guardrailversion")
 _STRIP_HEADERS = {"performanceConfig": "x-amzn-bedrock-performanceconfig-latency",
                   "serviceTier": "x-amzn-bedrock-service-tier"}
 
-_Field = tuple[str, ...]
-_CONVERSE: tuple[_Field, _Field, _Field] = (
-    ("inferenceConfig", "maxTokens"), ("inferenceConfig", "temperature"),
-    ("inferenceConfig", "topP"))
-# InvokeModel, by base model prefix: (max tokens, temperature, top-p) fields.
-_FAMILIES: tuple[tuple[str, tuple[_Field, _Field, _Field]], ...] = (
-    ("anthropic.", (("max_tokens",), ("temperature",), ("top_p",))),
-    ("amazon.nova-", (("inferenceConfig", "max_new_tokens"), ("inferenceConfig", "temperature"),
-                      ("inferenceConfig", "top_p"))),
-    ("amazon.titan-text-", (("textGenerationConfig", "maxTokenCount"),
-                            ("textGenerationConfig", "temperature"),
-                            ("textGenerationConfig", "topP"))),
-    ("amazon.titan-tg1", (("textGenerationConfig", "maxTokenCount"),
-                          ("textGenerationConfig", "temperature"),
-                          ("textGenerationConfig", "topP"))),
-    ("meta.llama", (("max_gen_len",), ("temperature",), ("top_p",))),
-    ("cohere.command", (("max_tokens",), ("temperature",), ("p",))),
-    *((prefix, (("max_tokens",), ("temperature",), ("top_p",)))
-      for prefix in ("mistral.", "ai21.", "deepseek.", "openai.", "qwen.", "writer.")),
-)
-# Checked in every InvokeModel body, whatever the model (application profiles hide it).
-_ANY_MAX: tuple[_Field, ...] = (
-    ("max_tokens",), ("max_gen_len",), ("max_completion_tokens",),
-    ("inferenceConfig", "max_new_tokens"), ("inferenceConfig", "maxTokens"),
-    ("textGenerationConfig", "maxTokenCount"))
 _PROMPT_KEYS = ("messages", "prompt", "inputText", "message")
-_ANY_TEMPERATURE: tuple[_Field, ...] = (
-    ("temperature",), ("inferenceConfig", "temperature"), ("textGenerationConfig", "temperature"))
-_ANY_TOP_P: tuple[_Field, ...] = (
-    ("top_p",), ("inferenceConfig", "top_p"), ("inferenceConfig", "topP"),
-    ("textGenerationConfig", "topP"))
-
-
-def _family(model_id: str | None, body: dict[str, Any]) -> tuple[_Field, _Field, _Field] | None:
-    if "anthropic_version" in body:
-        return _FAMILIES[0][1]
-    for name in model_names(model_id or ""):
-        for prefix, fields in _FAMILIES:
-            if name.startswith(prefix):
-                return fields
-    return None
-
-
-def _paths(index: int, converse: bool, family: tuple[_Field, _Field, _Field] | None
-           ) -> tuple[_Field, ...]:
+def _paths(index: int, converse: bool, family: Fields | None
+           ) -> tuple[Field, ...]:
     """Where parameter ``index`` (max tokens, temperature, top-p) may be, most specific first."""
     if converse:
-        return (_CONVERSE[index],)
-    anywhere = (_ANY_MAX, _ANY_TEMPERATURE, _ANY_TOP_P)[index]
+        return (CONVERSE_FIELDS[index],)
+    anywhere = (ANY_MAX_TOKENS, ANY_TEMPERATURE, ANY_TOP_P)[index]
     return tuple(dict.fromkeys(anywhere if family is None else (family[index], *anywhere)))
 
 
@@ -115,7 +81,7 @@ def _generates_text(model_id: str | None, body: dict[str, Any]) -> bool:
     return any(key in body for key in _PROMPT_KEYS)
 
 
-def _parent(body: dict[str, Any], path: _Field, create: bool = False) -> dict[str, Any] | None:
+def _parent(body: dict[str, Any], path: Field, create: bool = False) -> dict[str, Any] | None:
     node = body
     for key in path[:-1]:
         child = node.get(key)
@@ -180,10 +146,10 @@ class ParameterPolicy:
                 del parent[path[-1]]
                 findings.append(self._finding("strip", "log"))
                 changed = True
-        if operation not in _GENERATING:
+        if operation not in GENERATING:
             return findings, changed
         converse = operation.startswith("Converse")
-        family = _CONVERSE if converse else _family(model_id, body)
+        family = CONVERSE_FIELDS if converse else family_fields(model_id, body)
         if self.guardrail == "forbid" and body.get("guardrailConfig") is not None:
             findings.append(self._finding("guardrail", "block"))
         if self.guardrail == "force" and converse and not isinstance(
@@ -200,7 +166,7 @@ class ParameterPolicy:
             paths = _paths(index, converse, family)
             changed |= self._bound(body, label, paths, limits, findings)
             if isinstance(extra, dict):  # model-native fields passed through by Converse
-                native = _paths(index, False, _family(model_id, extra))
+                native = _paths(index, False, family_fields(model_id, extra))
                 changed |= self._bound(extra, label, native, limits, findings)
             if index == 0 and family is not None and _generates_text(model_id, body) and not any(
                     (p := _parent(body, f)) is not None and p.get(f[-1]) is not None
@@ -212,7 +178,7 @@ class ParameterPolicy:
                     changed = True
         return findings, changed
 
-    def _bound(self, body: dict[str, Any], label: str, paths: tuple[_Field, ...],
+    def _bound(self, body: dict[str, Any], label: str, paths: tuple[Field, ...],
                limits: tuple[float, float], findings: list[Finding]) -> bool:
         changed = False
         low, high = limits

@@ -24,19 +24,18 @@ from typing import Any
 from bedrock_gateway.auth.access import model_names
 from bedrock_gateway.call import Call
 from bedrock_gateway.errors import ValidationError
+from bedrock_gateway.model_fields import ANY_MAX_TOKENS, GENERATING, family_fields
 
 __all__ = ["INPUT_BOUNDS", "InputBound", "output_bound"]
 
 INPUT_BOUNDS = ("bytes", "estimate", "count_tokens")
 _MEDIA = re.compile(rb'"(?:image|document|video)"')
 _EMBED = re.compile(r"embed", re.IGNORECASE)
-_GENERATING = frozenset({"Converse", "ConverseStream", "InvokeModel",
-                         "InvokeModelWithResponseStream"})
 
 
 def generates(call: Call) -> bool:
     """Whether the call runs a model and consumes tokens."""
-    return call.operation.name in _GENERATING
+    return call.operation.name in GENERATING
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,38 +78,6 @@ def _set(doc: dict[str, Any], path: tuple[str, ...], value: int) -> None:
     node[path[-1]] = value
 
 
-# InvokeModel: where each family keeps its max-tokens field, by base model prefix.
-_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("anthropic.", ("max_tokens",)),
-    ("amazon.nova-", ("inferenceConfig", "max_new_tokens")),
-    ("amazon.titan-text-", ("textGenerationConfig", "maxTokenCount")),
-    ("amazon.titan-tg1", ("textGenerationConfig", "maxTokenCount")),
-    ("meta.llama", ("max_gen_len",)),
-    ("mistral.", ("max_tokens",)),
-    ("cohere.command", ("max_tokens",)),
-    ("ai21.", ("max_tokens",)),
-    ("deepseek.", ("max_tokens",)),
-    ("openai.", ("max_tokens",)),
-    ("qwen.", ("max_tokens",)),
-    ("writer.", ("max_tokens",)),
-)
-# Any of these, when present, is the bound (whatever the model).
-_KNOWN: tuple[tuple[str, ...], ...] = (
-    ("max_tokens",), ("max_gen_len",), ("inferenceConfig", "max_new_tokens"),
-    ("inferenceConfig", "maxTokens"),
-    ("textGenerationConfig", "maxTokenCount"), ("max_completion_tokens",))
-
-
-def _field_for(call: Call, body: dict[str, Any]) -> tuple[str, ...] | None:
-    if "anthropic_version" in body:
-        return ("max_tokens",)
-    for name in model_names(call.model_id or ""):
-        for prefix, path in _FIELDS:
-            if name.startswith(prefix):
-                return path
-    return None
-
-
 def _as_bound(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"{where} must be a non-negative integer.")
@@ -132,15 +99,15 @@ def output_bound(call: Call, default_max_tokens: int) -> int | None:
             call.set_json(body)
             return default_max_tokens
         return _as_bound(value, "inferenceConfig.maxTokens")
-    for known in _KNOWN:
+    for known in ANY_MAX_TOKENS:
         value = _get(body, *known)
         if value is not None:
             return _as_bound(value, ".".join(known))
     if any(_EMBED.search(name) for name in model_names(call.model_id or "")):
         return 0
-    path = _field_for(call, body)
-    if path is None:
+    fields = family_fields(call.model_id, body)
+    if fields is None:
         return None
-    _set(body, path, default_max_tokens)
+    _set(body, fields[0], default_max_tokens)
     call.set_json(body)
     return default_max_tokens
