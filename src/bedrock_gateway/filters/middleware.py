@@ -31,6 +31,7 @@ from bedrock_gateway.errors import ValidationError
 from bedrock_gateway.filters.base import Finding, RequestPolicy, TextFilter, redact, verdict
 from bedrock_gateway.filters.stream import StreamScanner
 from bedrock_gateway.filters.text import (
+    TextRef,
     UnknownShapeError,
     request_texts,
     response_texts,
@@ -71,6 +72,22 @@ def _record(call: Call, findings: Sequence[Finding]) -> None:
     if findings:
         labels = call.attrs.setdefault(FINDINGS, [])
         labels.extend(f"{f.label}:{f.action}" for f in findings)
+
+
+def _scan(body: dict[str, Any], refs: Sequence[TextRef], filters: Sequence[TextFilter]
+          ) -> tuple[list[Finding], bool]:
+    """Scan every text; rewrite those with ``redact`` findings in ``body`` (a ``block`` anywhere
+    makes the caller refuse the whole body, rewritten or not). Returns findings and whether the
+    body changed."""
+    findings: list[Finding] = []
+    changed = False
+    for ref in refs:
+        found = [f for flt in filters for f in flt.scan(ref.text)]
+        if any(f.action == "redact" for f in found):
+            set_text(body, ref.path, redact(ref.text, found))
+            changed = True
+        findings += found
+    return findings, changed
 
 
 class ContentFilter:
@@ -124,13 +141,9 @@ class ContentFilter:
             except UnknownShapeError:
                 refs = []
                 self._unknown(call, "request")
-            for ref in refs:
-                found = [f for flt in texts for f in flt.scan(ref.text)]
-                v = verdict(found)
-                if v.blocked is None and v.redactions:
-                    set_text(body, ref.path, redact(ref.text, found))
-                    changed = True
-                findings += found
+            found, rewritten = _scan(body, refs, texts)
+            findings += found
+            changed = changed or rewritten
         _record(call, findings)
         v = verdict(findings)
         if v.blocked is not None:
@@ -168,14 +181,7 @@ class ContentFilter:
                 response.close()
                 return Response.from_error(exc)
             return response
-        findings: list[Finding] = []
-        changed = False
-        for ref in refs:
-            found = [f for flt in filters for f in flt.scan(ref.text)]
-            if found and verdict(found).blocked is None and verdict(found).redactions:
-                set_text(body, ref.path, redact(ref.text, found))
-                changed = True
-            findings += found
+        findings, changed = _scan(body, refs, filters)
         _record(call, findings)
         v = verdict(findings)
         if v.blocked is not None:
