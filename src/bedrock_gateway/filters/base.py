@@ -106,21 +106,30 @@ def placeholder(category: str) -> str:
     return f"[{category.upper()}]"
 
 
-def redact(text: str, findings: Sequence[Finding]) -> str:
+def redact(text: str, findings: Sequence[Finding], start: int = 0) -> str:
     """``text`` with every ``redact`` span replaced by ``[CATEGORY]`` (overlapping spans are
-    merged; the earliest category names the merged span)."""
-    spans = sorted((f.start, f.end, f.category) for f in findings if f.action == "redact")
+    merged; the earliest category names the merged span).
+
+    ``start`` says where ``text`` sits in the text the findings were made on (a piece of a
+    stream): a span that begins inside ``text`` leaves its placeholder; the parts of spans
+    that began earlier are only removed."""
+    end = start + len(text)
+    spans = sorted((f.start, f.end, f.category) for f in findings
+                   if f.action == "redact" and f.start < end and f.end > start)
     if not spans:
         return text
-    out: list[str] = []
-    pos = 0
-    cur_start, cur_end, cur_cat = spans[0]
-    for start, end, category in spans[1:]:
-        if start < cur_end:  # overlaps: extend
-            cur_end = max(cur_end, end)
-            continue
-        out += [text[pos:cur_start], placeholder(cur_cat)]
-        pos = cur_end
-        cur_start, cur_end, cur_cat = start, end, category
-    out += [text[pos:cur_start], placeholder(cur_cat), text[cur_end:]]
+    merged: list[tuple[int, int, str]] = []
+    for s, e, category in spans:
+        if merged and s < merged[-1][1]:
+            ms, me, mcat = merged[-1]
+            merged[-1] = (ms, max(me, e), mcat)
+        else:
+            merged.append((s, e, category))
+    out, pos = [], start
+    for s, e, category in merged:
+        out.append(text[pos - start : max(s, start) - start])
+        if s >= start:
+            out.append(placeholder(category))
+        pos = min(e, end)
+    out.append(text[pos - start :])
     return "".join(out)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from bedrock_gateway.errors import ValidationError
 from bedrock_gateway.eventstream import Frame
-from bedrock_gateway.filters.base import Finding, TextFilter, placeholder, verdict
+from bedrock_gateway.filters.base import Finding, TextFilter, redact, verdict
 from bedrock_gateway.filters.text import frame_text, with_text
 
 __all__ = ["StreamScanner"]
@@ -94,7 +94,7 @@ class StreamScanner:
             if pos + length > cut:
                 break
             if text and redactions:
-                new = _redacted(text, base + pos, redactions)
+                new = redact(text, redactions, base + pos)
                 out.append(Frame(with_text(self.operation, frame, new)) if new != text else frame)
             else:
                 out.append(frame)
@@ -118,28 +118,3 @@ class StreamScanner:
             if key not in self._seen:
                 self._seen.add(key)
                 self.on_finding(f)
-
-
-def _redacted(text: str, start: int, findings: list[Finding]) -> str:
-    """``text`` (which sits at ``start`` in the scanned text) with the parts of redaction spans
-    that fall inside it replaced: the placeholder where a span begins, nothing elsewhere."""
-    end = start + len(text)
-    spans = sorted((f.start, f.end, f.category) for f in findings
-                   if f.start < end and f.end > start)
-    if not spans:
-        return text
-    merged: list[tuple[int, int, str]] = []
-    for s, e, cat in spans:
-        if merged and s < merged[-1][1]:
-            ms, me, mcat = merged[-1]
-            merged[-1] = (ms, max(me, e), mcat)
-        else:
-            merged.append((s, e, cat))
-    out, pos = [], start
-    for s, e, cat in merged:
-        out.append(text[pos - start : max(s, start) - start])
-        if s >= start:
-            out.append(placeholder(cat))
-        pos = min(e, end)
-    out.append(text[pos - start :])
-    return "".join(out)
