@@ -6,7 +6,11 @@ come from the package's own pytest plugin, the same one users get.
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -96,3 +100,74 @@ def serve_gateway(fake_bedrock: FakeBedrock) -> Iterator[Callable[..., Backgroun
     for server, forwarder in started:
         server.stop()
         forwarder.close()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto in server mode (STS, DynamoDB) on a free loopback port: real HTTP for boto3."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+    server._server.server_close()  # type: ignore[union-attr]  # stop() leaves the socket open
+
+
+ServeConfig = Callable[..., tuple[BackgroundServer, Path]]
+
+
+@pytest.fixture
+def configured(tmp_path: Path, fake_bedrock: FakeBedrock,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[ServeConfig]:
+    """Serve gateways built from TOML, as ``bedrock-gateway serve`` would: ``[upstream]`` aimed
+    at the fake (plus ``upstream`` lines), anonymous, a usage log, plus ``extra`` sections.
+    Returns ``(server, usage log)``; everything is stopped after the test."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)  # the standard credential chain
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
+    running: list[tuple[BackgroundServer, Gateway]] = []
+
+    def start(extra: str = "", upstream: str = "") -> tuple[BackgroundServer, Path]:
+        log = tmp_path / f"usage-{len(running)}.jsonl"
+        config = tmp_path / f"gateway-{len(running)}.toml"
+        config.write_text(f"""
+[upstream]
+endpoint_url = "{fake_bedrock.endpoint_url}"
+backoff_base_s = 0
+{upstream}
+[auth]
+anonymous = true
+[usage]
+log = "{log}"
+{extra}
+""")
+        gateway = Gateway.from_config(config)
+        server = BackgroundServer(gateway).start()
+        running.append((server, gateway))
+        return server, log
+
+    yield start
+    for server, gateway in running:
+        server.stop()
+        gateway.close()
+
+
+def records(log: Path, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` usage records (waits for close hooks that run after the response)."""
+    done = threading.Event()
+    for _ in range(500):
+        lines = log.read_text().splitlines() if log.exists() else []
+        if len(lines) >= count:
+            return [json.loads(line) for line in lines[:count]]
+        done.wait(0.01)
+    raise AssertionError(f"expected {count} records, found {len(lines)}")
+
+
+def leave_mid_stream(server: BackgroundServer, model: str, body: bytes) -> None:
+    """Start a ConverseStream over a raw socket, read the first bytes, and hang up."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"POST /model/{model.replace(':', '%3A')}/converse-stream HTTP/1.1\r\n"
+                     f"Host: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")

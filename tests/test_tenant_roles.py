@@ -16,7 +16,6 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 from moto.sts.models import sts_backends
 
 from bedrock_gateway.auth.tenant_roles import TenantRoleCredentials
@@ -61,16 +60,6 @@ class Clock:
 def call_of(subject: str | None = "alice", tenant: str | None = "t1") -> Call:
     principal = None if subject is None else Principal(subject, tenant=tenant)
     return cast(Call, SimpleNamespace(principal=principal))
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    server._server.server_close()  # type: ignore[union-attr]  # stop() leaves the socket open
 
 
 def sts_client(url: str) -> Any:

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bedrock_gateway import Gateway
 from bedrock_gateway.serve import BackgroundServer
-from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
+from bedrock_gateway.testing import FakeBedrock
 
-from .conftest import gateway_client
+from .conftest import ServeConfig, gateway_client, leave_mid_stream, records
 from .test_e2e import MESSAGES
 
 HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"  # 0.8 / 4 USD per 1M tokens
@@ -24,38 +19,11 @@ UNPRICED = "acme.unknown-model-v1:0"
 
 
 @pytest.fixture
-def recorded(tmp_path: Path, fake_bedrock: FakeBedrock,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[BackgroundServer, Path]]:
-    log = tmp_path / "usage.jsonl"
-    config = tmp_path / "gateway.toml"
-    config.write_text(f"""
-[upstream]
-endpoint_url = "{fake_bedrock.endpoint_url}"
-backoff_base_s = 0
-[auth]
-anonymous = true
-[usage]
-log = "{log}"
+def recorded(configured: ServeConfig) -> tuple[BackgroundServer, Path]:
+    return configured("""
 [pricing.overrides]
-"meta.llama3-1-8b-instruct-v1:0" = {{ input = 1.0, output = 2.0 }}
+"meta.llama3-1-8b-instruct-v1:0" = { input = 1.0, output = 2.0 }
 """)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
-    gateway = Gateway.from_config(config)
-    with BackgroundServer(gateway) as server:
-        yield server, log
-    gateway.close()
-
-
-def records(log: Path, count: int) -> list[dict[str, Any]]:
-    """The first ``count`` records (waits for close hooks that run after the response)."""
-    done = threading.Event()
-    for _ in range(500):
-        lines = log.read_text().splitlines() if log.exists() else []
-        if len(lines) >= count:
-            return [json.loads(line) for line in lines[:count]]
-        done.wait(0.01)
-    raise AssertionError(f"expected {count} records, found {len(lines)}")
 
 
 def test_buffered_and_streamed_calls_are_recorded_with_real_tokens_and_cost(
@@ -120,11 +88,7 @@ def test_a_client_gone_mid_stream_still_produces_a_settled_record(
     release = fake_bedrock.hold_stream_after(2)
     body = json.dumps({"messages": MESSAGES}).encode()
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(f"POST /model/{HAIKU.replace(':', '%3A')}/converse-stream HTTP/1.1\r\n"
-                         f"Host: x\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        leave_mid_stream(server, HAIKU, body)
         (record,) = records(log, 1)
     finally:
         release.set()

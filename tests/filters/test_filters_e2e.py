@@ -10,12 +10,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EventStreamError
 
-from bedrock_gateway import Gateway
-from bedrock_gateway.serve import BackgroundServer
-from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
+from bedrock_gateway.testing import FakeBedrock
 
-from ..conftest import gateway_client
-from ..test_usage_records import records
+from ..conftest import ServeConfig, gateway_client, records
 
 HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 Start = Callable[[str], tuple[Any, Path]]
@@ -26,36 +23,17 @@ def say(text: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def start(tmp_path: Path, fake_bedrock: FakeBedrock,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
-    running: list[tuple[BackgroundServer, Gateway, Any]] = []
+def start(configured: ServeConfig) -> Iterator[Start]:
+    clients: list[Any] = []
 
     def start(filters: str) -> tuple[Any, Path]:
-        log = tmp_path / f"usage-{len(running)}.jsonl"
-        config = tmp_path / f"gateway-{len(running)}.toml"
-        config.write_text(f"""
-[upstream]
-endpoint_url = "{fake_bedrock.endpoint_url}"
-backoff_base_s = 0
-[auth]
-anonymous = true
-[usage]
-log = "{log}"
-{filters}
-""")
-        gateway = Gateway.from_config(config)
-        server = BackgroundServer(gateway).start()
-        client = gateway_client(server.url)
-        running.append((server, gateway, client))
-        return client, log
+        server, log = configured(filters)
+        clients.append(gateway_client(server.url))
+        return clients[-1], log
 
     yield start
-    for server, gateway, client in running:
+    for client in clients:
         client.close()
-        server.stop()
-        gateway.close()
 
 
 def test_a_prompt_with_an_email_is_blocked_and_nothing_is_forwarded(

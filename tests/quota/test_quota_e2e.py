@@ -16,13 +16,11 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from bedrock_gateway import Gateway
 from bedrock_gateway.quota.enforcer import QuotaEnforcer
 from bedrock_gateway.serve import BackgroundServer
 from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
 
-from ..conftest import gateway_client
-from ..test_usage_records import records
+from ..conftest import ServeConfig, gateway_client, leave_mid_stream, records
 
 HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 MESSAGES = [{"role": "user", "content": [{"text": "What is the capital of France?"}]}]
@@ -30,34 +28,8 @@ Start = Callable[[str], tuple[BackgroundServer, Path]]
 
 
 @pytest.fixture
-def start(tmp_path: Path, fake_bedrock: FakeBedrock,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
-    running: list[tuple[BackgroundServer, Gateway]] = []
-
-    def start(quota: str) -> tuple[BackgroundServer, Path]:
-        log = tmp_path / f"usage-{len(running)}.jsonl"
-        config = tmp_path / f"gateway-{len(running)}.toml"
-        config.write_text(f"""
-[upstream]
-endpoint_url = "{fake_bedrock.endpoint_url}"
-backoff_base_s = 0
-[auth]
-anonymous = true
-[usage]
-log = "{log}"
-{quota}
-""")
-        gateway = Gateway.from_config(config)
-        server = BackgroundServer(gateway).start()
-        running.append((server, gateway))
-        return server, log
-
-    yield start
-    for server, gateway in running:
-        server.stop()
-        gateway.close()
+def start(configured: ServeConfig) -> Start:
+    return configured
 
 
 def error_code(exc: ClientError) -> str:
@@ -129,11 +101,7 @@ def test_a_client_gone_mid_stream_is_settled_at_its_worst_case(
     release = fake_bedrock.hold_stream_after(2)
     body = json.dumps({"messages": MESSAGES, "inferenceConfig": {"maxTokens": 77}}).encode()
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(f"POST /model/{HAIKU.replace(':', '%3A')}/converse-stream HTTP/1.1\r\n"
-                         f"Host: x\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        leave_mid_stream(server, HAIKU, body)
         (record,) = records(log, 1)
     finally:
         release.set()

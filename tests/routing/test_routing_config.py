@@ -10,33 +10,17 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from bedrock_gateway import Gateway
-from bedrock_gateway.serve import BackgroundServer
-from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
+from bedrock_gateway.testing import FakeBedrock
 
-from ..conftest import gateway_client
-from ..test_usage_records import records
+from ..conftest import ServeConfig, gateway_client, records
 
 HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"
 LLAMA = "meta.llama3-1-8b-instruct-v1:0"
 
 
 @pytest.fixture
-def served(tmp_path: Path, fake_bedrock: FakeBedrock,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
-    log = tmp_path / "usage.jsonl"
-    config = tmp_path / "gateway.toml"
-    config.write_text(f"""
-[upstream]
-endpoint_url = "{fake_bedrock.endpoint_url}"
-backoff_base_s = 0
-max_attempts = 1
-[auth]
-anonymous = true
-[usage]
-log = "{log}"
+def served(configured: ServeConfig) -> Iterator[tuple[Any, Path]]:
+    server, log = configured(f"""
 [[access]]
 name = "haiku-and-llama-only"
 allow_models = ["{HAIKU}", "{LLAMA}"]
@@ -50,13 +34,10 @@ targets = [{{ model = "amazon.nova-micro-v1:0" }}]
 [cache]
 ttl_s = 60
 cache_nondeterministic = true
-""")
-    gateway = Gateway.from_config(config)
-    with BackgroundServer(gateway) as server:
-        client = gateway_client(server.url)
-        yield client, log
-        client.close()
-    gateway.close()
+""", upstream="max_attempts = 1")
+    client = gateway_client(server.url)
+    yield client, log
+    client.close()
 
 
 def say(text: str) -> list[dict[str, Any]]:
