@@ -34,6 +34,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from _procs import percentile
+
 from bedrock_gateway import Call, Gateway, Response
 from bedrock_gateway.quota import Charge, Limit, MemoryStore, QuotaEnforcer, QuotaStore
 from bedrock_gateway.quota.ledger import hold_slot
@@ -52,10 +54,6 @@ def charges(tag: str, usd_capacity: int = 10**15) -> list[Charge]:
     return [Charge(f"{tag}|rpm", 1, 10**9, period_ms=60_000),
             Charge(f"{tag}|tpm", 3_000, 10**12, period_ms=60_000),
             Charge(f"{tag}|usd|2026-11-26", 5_000_000, usd_capacity, expires_ms=T0 + DAY)]
-
-
-def percentile(samples: list[float], q: float) -> float:
-    return samples[min(int(len(samples) * q), len(samples) - 1)]
 
 
 def time_store(store: QuotaStore, calls: int) -> tuple[float, float]:

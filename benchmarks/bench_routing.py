@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
-from collections.abc import Callable
+
+from _procs import p50
 
 from bedrock_gateway import Call, Gateway, Response
 from bedrock_gateway.eventstream import Frame, event_frame
@@ -29,15 +29,6 @@ ANSWER = json.dumps({"output": {"message": {"role": "assistant", "content": [
     "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}}).encode()
 FRAMES = [event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "word "},
                                             "p": "abcdefgh"}) for _ in range(1000)]
-
-
-def p50(fn: Callable[[], object], n: int) -> float:
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - t0)
-    return statistics.median(samples) / 1000
 
 
 def drain(gateway: Gateway, path: str) -> None:
