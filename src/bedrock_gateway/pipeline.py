@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bedrock_gateway.call import Call, Response
+from bedrock_gateway.call import Call, Principal, Response
 from bedrock_gateway.errors import GatewayError, PayloadTooLargeError, ValidationError
 from bedrock_gateway.operations import route
 
@@ -129,17 +129,20 @@ class Gateway:
         body: bytes,
         *,
         mount: str = "",
+        principal: Principal | None = None,
     ) -> Response:
         """Serve one request. Always returns a response; errors become Bedrock-shaped ones.
 
         ``raw_path`` is the path after the ``mount`` prefix an adapter stripped (the client
-        signed ``mount + raw_path``; SigV4 verification uses that)."""
+        signed ``mount + raw_path``; SigV4 verification uses that). ``principal`` is for an
+        adapter that already knows who is calling from a source it trusts (the context of an
+        API Gateway Lambda authorizer): authentication is then skipped, never the access rules."""
         try:
             if len(body) > self.max_body_bytes:
                 raise PayloadTooLargeError.over(self.max_body_bytes)
             r = route(method, raw_path, query)
             hdrs = _lower_headers(headers)
-            call = Call(method, raw_path, query, hdrs, body, r.operation, r.params)
+            call = Call(method, raw_path, query, hdrs, body, r.operation, r.params, principal)
             if mount:
                 call.attrs["mount"] = mount
             if call.is_json:

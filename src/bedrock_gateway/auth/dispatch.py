@@ -84,6 +84,10 @@ def read_credential(headers: dict[str, str]) -> Credential | None:
 class AuthMiddleware:
     """Authenticate every call; set ``call.principal``.
 
+    A call that arrives with ``principal`` already set was vouched for by its adapter
+    (``Gateway.handle(..., principal=)``: an API Gateway authorizer's context) and is not
+    authenticated again.
+
     With ``anonymous=True`` a call without a credential — or with a SigV4 signature when no
     SigV4 keys are configured (a boto3 signing with its own AWS keys) — runs as
     :meth:`Principal.anonymous`. Any other credential is verified or refused, never
@@ -99,6 +103,8 @@ class AuthMiddleware:
         self.anonymous = anonymous
 
     def __call__(self, call: Call, next_: Next) -> Response:
+        if call.principal is not None:  # vouched for by the adapter (a Lambda authorizer's context)
+            return next_(call)
         credential = read_credential(call.headers)
         authorizer = self.by_kind.get(credential.kind) if credential is not None else None
         if authorizer is None or credential is None:
