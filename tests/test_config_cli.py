@@ -120,7 +120,7 @@ def test_tenant_roles_config_builds_the_sts_hook() -> None:
             "acme": "arn:aws:iam::111122223333:role/bedrock-acme"}}},
     })
     gateway = build_gateway(config, credentials=object())
-    hook = gateway.handler._credentials_for  # type: ignore[attr-defined]
+    hook = gateway.handler.forwarder("bedrock-runtime")._credentials_for  # type: ignore[attr-defined]
     assert isinstance(hook, TenantRoleCredentials)
     with pytest.raises(ConfigError, match=r"upstream\.tenant_roles\.roles\.acme"):
         parse_config({"auth": {"anonymous": True},

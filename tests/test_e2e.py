@@ -213,7 +213,7 @@ def test_inbound_credentials_and_foreign_headers_are_not_forwarded(
                                       " Signature=client-secret-token",
                      "X-Amz-Security-Token": "client-session-token",
                      "Cookie": "session=abc", "Host": "evil.example.com",
-                     "aws-endpoint-prefix": "evil", "X-Forwarded-Host": "evil.example.com",
+                     "aws-endpoint-prefix": "bedrock-runtime", "X-Forwarded-Host": "evil.example.com",
                      "X-Amzn-Bedrock-Trace": "ENABLED"})
     finally:
         http.clear()
@@ -225,3 +225,20 @@ def test_inbound_credentials_and_foreign_headers_are_not_forwarded(
     for leaked in ("cookie", "x-amz-security-token", "aws-endpoint-prefix", "x-forwarded-host"):
         assert leaked not in seen.headers
     assert "client-secret-token" not in json.dumps(seen.headers)
+
+
+@pytest.mark.parametrize("prefix", ["evil", "bedrock-agent-runtime", "bedrock", ""])
+def test_an_endpoint_prefix_the_gateway_does_not_serve_is_refused(
+        gateway_server: Any, fake_bedrock: FakeBedrock, prefix: str) -> None:
+    http = urllib3.PoolManager()
+    try:
+        resp = http.request(
+            "POST", f"{gateway_server.url}/model/{CLAUDE.replace(':', '%3A')}/converse",
+            body=json.dumps({"messages": MESSAGES}),
+            headers={"Content-Type": "application/json", "aws-endpoint-prefix": prefix})
+    finally:
+        http.clear()
+    assert resp.status == 400
+    assert resp.headers["x-amzn-ErrorType"].startswith("ValidationException")
+    assert b"aws-endpoint-prefix" in resp.data and b"evil" not in resp.data  # never echoed
+    assert fake_bedrock.requests == []

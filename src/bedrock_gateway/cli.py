@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bedrock_gateway.pipeline import Gateway
 
 __all__ = ["main"]
 
@@ -28,6 +34,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"{args.config}: cannot start: {exc}", file=sys.stderr)
         return 2
     app = ASGIApp(gateway, max_workers=config.gateway.worker_threads)
+    if config.routes and hasattr(signal, "SIGHUP"):  # kill -HUP: re-read [[routes]] (weights)
+        def on_hup(*_: object) -> None:  # work off the signal handler: it may interrupt a lock
+            threading.Thread(target=_reload_routes, args=(args.config, gateway),
+                             name="bgw-reload", daemon=True).start()
+
+        signal.signal(signal.SIGHUP, on_hup)
     scheme = "https" if args.ssl_certfile else "http"
     print(f"bedrock-gateway serving on {scheme}://{args.host}:{args.port}", file=sys.stderr)
     tls = {}
@@ -35,6 +47,20 @@ def _serve(args: argparse.Namespace) -> int:
         tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
     serve(app, args.host, args.port, log_level=args.log_level, **tls)
     return 0
+
+
+def _reload_routes(path: str, gateway: Gateway) -> None:
+    """Re-read ``path`` and swap in its ``[[routes]]``; on any problem keep the old ones."""
+    from bedrock_gateway.config import ConfigError, load_config
+    from bedrock_gateway.routing.config import reload_routes
+
+    log = logging.getLogger("bedrock_gateway")
+    try:
+        reload_routes(gateway, load_config(path).routes)
+    except (ConfigError, ValueError) as exc:
+        log.error("routes not reloaded, the old ones stay: %s", exc)
+        return
+    log.warning("routes reloaded from %s (other sections take effect on restart)", path)
 
 
 def _check_config(args: argparse.Namespace) -> int:

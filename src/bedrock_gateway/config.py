@@ -8,6 +8,7 @@ in the file: credentials come from the standard AWS chain, keys from ``*_env`` v
 from __future__ import annotations
 
 import logging
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -21,9 +22,16 @@ from bedrock_gateway.auth.config import (
     build_authorizers,
 )
 from bedrock_gateway.filters.config import FilterConfig, build_filters
+from bedrock_gateway.operations import SERVICES
 from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway, Middleware
 from bedrock_gateway.quota.config import QuotaSection, build_enforcer
-from bedrock_gateway.routing.config import CacheSection, RouteConfig, build_cache, build_routing
+from bedrock_gateway.routing.config import (
+    CacheSection,
+    RouteConfig,
+    build_cache,
+    build_routing,
+    route_regions,
+)
 
 if TYPE_CHECKING:
     from bedrock_gateway.quota.pricing import Pricing
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["ConfigError", "GatewayConfig", "build_gateway", "load_config"]
 
 log = logging.getLogger("bedrock_gateway")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 
 class ConfigError(ValueError):
@@ -73,12 +82,29 @@ class UpstreamSection(_Section):
     max_connections: Annotated[int, Field(ge=1, le=4096)] = 128
     profile: str | None = None  # a named AWS profile; default: the standard chain
     tenant_roles: TenantRolesSection | None = None
+    services: Annotated[list[Literal["bedrock-runtime", "bedrock-agent-runtime"]],
+                        Field(min_length=1)] = ["bedrock-runtime"]
+    endpoints: dict[str, str] = {}  # "<service>" or "<service>/<region>" -> URL
 
     @field_validator("endpoint_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local fake)")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _check_endpoints(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, url in value.items():
+            service, _, region = key.partition("/")
+            if service not in SERVICES:
+                raise ValueError(f"{key!r}: the key is a service of {SERVICES}, optionally"
+                                 " followed by /<region>")
+            if region and not _REGION.match(region):
+                raise ValueError(f"{key!r}: {region!r} is not a region name")
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"{key!r}: must start with https:// (or http:// for a fake)")
         return value
 
 
@@ -178,7 +204,7 @@ def build_pricing(section: PricingSection) -> Pricing:
 
 def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
     """Assemble the :class:`Gateway` a configuration describes."""
-    from bedrock_gateway.forward import SigV4Forwarder
+    from bedrock_gateway.upstreams import Upstreams
 
     up = config.upstream
     session = None
@@ -189,6 +215,9 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
     options: dict[str, Any] = {
         "region": up.region,
         "endpoint_url": up.endpoint_url,
+        "endpoints": up.endpoints,
+        "services": up.services,
+        "regions": route_regions(config.routes),
         "session": session,
         "connect_timeout": up.connect_timeout_s,
         "read_timeout": up.read_timeout_s,
@@ -224,7 +253,7 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
     if pricing is not None and (config.quota.limits or config.pricing.reject_unpriced):
         middleware.append(build_enforcer(config.quota, pricing, config.pricing.reject_unpriced))
     middleware += inner  # ApplyGuardrail checks: their own calls go straight to Bedrock
-    router, handler = build_routing(config.routes, SigV4Forwarder(**options),
+    router, handler = build_routing(config.routes, Upstreams(**options),
                                     deadline_s=up.read_timeout_s)
     return Gateway(
         handler,
@@ -234,4 +263,5 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
         access_rules=build_access_rules(config.access),
         anonymous=config.auth.anonymous,
         max_body_bytes=config.gateway.max_body_bytes,
+        services=up.services,
     )

@@ -118,7 +118,8 @@ class SigV4Forwarder:
     or a refreshable one); when omitted, the standard AWS chain is resolved on first use
     (``session`` — a boto3 or botocore session — if given). ``credentials_for(call)`` may
     pick other credentials per call (a tenant's assumed role; ``None`` falls back to the
-    default). ``sleep`` is injectable so tests never wait for backoff.
+    default). ``sleep`` is injectable so tests never wait for backoff. ``extra_headers`` are
+    request headers to forward beyond the allowlist (``x-amz-source-arn`` for agents).
     """
 
     def __init__(
@@ -137,6 +138,7 @@ class SigV4Forwarder:
         sleep: Callable[[float], None] = time.sleep,
         signing_name: str = "bedrock",
         credentials_for: Callable[[Call], Any] | None = None,
+        extra_headers: frozenset[str] = frozenset(),
     ) -> None:
         if not _REGION.match(region):
             raise ValueError(f"not an AWS region name: {region!r}")
@@ -152,6 +154,7 @@ class SigV4Forwarder:
         hostname = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         self._host = hostname if parts.port in (None, default_port) else f"{hostname}:{parts.port}"
         self.signing_name = signing_name
+        self._forward_headers = _FORWARD_HEADERS | {h.lower() for h in extra_headers}
         self.max_attempts = max(1, max_attempts)
         self._credentials = credentials
         self._session = session
@@ -192,7 +195,7 @@ class SigV4Forwarder:
     def _sign(self, call: Call, url: str) -> dict[str, str]:
         headers = {
             k: v for k, v in call.headers.items()
-            if k in _FORWARD_HEADERS or k.startswith("x-amzn-bedrock-")
+            if k in self._forward_headers or k.startswith("x-amzn-bedrock-")
         }
         headers["host"] = self._host
         request = AWSRequest(call.method, url, data=call.body, headers=headers)

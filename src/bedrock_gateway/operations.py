@@ -1,4 +1,5 @@
-"""The bedrock-runtime operation table and the router that maps a raw request onto it.
+"""The operation table (bedrock-runtime, and opt-in bedrock-agent-runtime) and the router that
+maps a raw request onto it.
 
 Routing works on the *raw* (still percent-encoded) path, segment by segment, so a model id
 such as ``arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic...`` (sent as
@@ -16,7 +17,11 @@ from urllib.parse import quote, unquote
 
 from bedrock_gateway.errors import UnknownOperationError, ValidationError
 
-__all__ = ["OPERATIONS", "Operation", "Route", "route"]
+__all__ = ["AGENT_RUNTIME", "OPERATIONS", "RUNTIME", "SERVICES", "Operation", "Route", "route"]
+
+RUNTIME = "bedrock-runtime"
+AGENT_RUNTIME = "bedrock-agent-runtime"
+SERVICES = (RUNTIME, AGENT_RUNTIME)  # what a gateway can be configured to serve
 
 # A path of segments made of RFC 3986 pchar characters (percent escapes well-formed).
 _PATH_OK = re.compile(r"^(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+$")
@@ -29,6 +34,13 @@ _GUARDRAIL_VERSION = re.compile(r"^(?:[1-9][0-9]{0,7}|DRAFT)$")
 _INVOCATION_ARN = re.compile(
     r"^arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:async-invoke/[a-z0-9]{12}$"
 )
+# bedrock-agent-runtime identifiers, by botocore's service model.
+_KNOWLEDGE_BASE_ID = re.compile(
+    r"^(?:[0-9a-zA-Z]{10}|arn:aws(?:-[a-z-]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}"
+    r":knowledge-base/[0-9a-zA-Z]{10})$"
+)
+_AGENT_ID = re.compile(r"^[0-9a-zA-Z]{1,10}$")
+_SESSION_ID = re.compile(r"^[0-9a-zA-Z._:-]{1,100}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +53,9 @@ class Operation:
     streaming: bool = False  # answers with application/vnd.amazon.eventstream
     query: bool = False  # accepts a query string
     json_body: bool = False  # the body must be a JSON object (InvokeModel: when sent as JSON)
-    service: str = "bedrock-runtime"
+    service: str = RUNTIME
     supported: bool = True
+    resource: str | None = None  # what access rules and quotas call the thing used (agents)
 
     def path(self, params: dict[str, str]) -> str:
         """The canonical upstream path for these (decoded) parameters, encoded as botocore does."""
@@ -55,12 +68,19 @@ class Operation:
                 out.append(seg)
         return "/" + "/".join(out)
 
+    def resource_id(self, params: dict[str, str]) -> str | None:
+        """The agent resource this call uses (``knowledge-base/ID``, ``agent/ID/alias/ALIAS``),
+        from its path parameters; ``None`` for operations that name none in the path."""
+        return self.resource.format_map(params) if self.resource is not None else None
+
 
 def _op(name: str, method: str, path: str, *, streaming: bool = False, query: bool = False,
-        json_body: bool = True, supported: bool = True) -> Operation:
+        json_body: bool = True, supported: bool = True, service: str = RUNTIME,
+        resource: str | None = None) -> Operation:
     template = tuple(path.strip("/").split("/"))
     return Operation(name, method, template, streaming=streaming, query=query,
-                     json_body=json_body and method == "POST", supported=supported)
+                     json_body=json_body and method == "POST", service=service,
+                     supported=supported, resource=resource)
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -79,6 +99,16 @@ OPERATIONS: tuple[Operation, ...] = (
     # HTTP/2 bidirectional streaming: recognized so it gets a clear answer, never forwarded.
     _op("InvokeModelWithBidirectionalStream", "POST",
         "/model/{modelId}/invoke-with-bidirectional-stream", streaming=True, supported=False),
+    # bedrock-agent-runtime (served only when configured): knowledge bases and agents. Their
+    # paths share no shape with bedrock-runtime's, so the path alone names the service.
+    _op("Retrieve", "POST", "/knowledgebases/{knowledgeBaseId}/retrieve",
+        service=AGENT_RUNTIME, resource="knowledge-base/{knowledgeBaseId}"),
+    _op("RetrieveAndGenerate", "POST", "/retrieveAndGenerate", service=AGENT_RUNTIME),
+    _op("RetrieveAndGenerateStream", "POST", "/retrieveAndGenerateStream", streaming=True,
+        service=AGENT_RUNTIME),
+    _op("InvokeAgent", "POST", "/agents/{agentId}/agentAliases/{agentAliasId}/sessions/{sessionId}"
+        "/text", streaming=True, service=AGENT_RUNTIME,
+        resource="agent/{agentId}/alias/{agentAliasId}"),
 )
 
 _VALIDATORS = {
@@ -86,6 +116,10 @@ _VALIDATORS = {
     "guardrailIdentifier": _GUARDRAIL_ID,
     "guardrailVersion": _GUARDRAIL_VERSION,
     "invocationArn": _INVOCATION_ARN,
+    "knowledgeBaseId": _KNOWLEDGE_BASE_ID,
+    "agentId": _AGENT_ID,
+    "agentAliasId": _AGENT_ID,
+    "sessionId": _SESSION_ID,
 }
 
 
@@ -117,10 +151,12 @@ def _index(ops: tuple[Operation, ...]) -> dict[tuple[int, str], tuple[Operation,
 _BY_SHAPE = _index(OPERATIONS)
 
 
-def route(method: str, raw_path: str, query: str = "") -> Route:
-    """Map ``method`` + raw path onto an operation, or raise a Bedrock-shaped error.
+def route(method: str, raw_path: str, query: str = "",
+          services: frozenset[str] | tuple[str, ...] = SERVICES) -> Route:
+    """Map ``method`` + raw path onto an operation of one of ``services``, or raise a
+    Bedrock-shaped error.
 
-    Raises :class:`UnknownOperationError` for paths no operation has and
+    Raises :class:`UnknownOperationError` for paths no operation (of those services) has and
     :class:`ValidationError` for malformed segments or parameter values.
     """
     if not _PATH_OK.match(raw_path):
@@ -130,6 +166,8 @@ def route(method: str, raw_path: str, query: str = "") -> Route:
     segments = raw_path[1:].split("/")
     path_matched = False
     for op in _BY_SHAPE.get((len(segments), segments[0]), ()):
+        if op.service not in services:
+            continue
         raw_params: dict[str, str] = {}
         for tmpl, seg in zip(op.template, segments, strict=True):
             if tmpl[0] == "{":

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from bedrock_gateway.call import Call, Principal, Response
 from bedrock_gateway.errors import GatewayError, PayloadTooLargeError, ValidationError
-from bedrock_gateway.operations import route
+from bedrock_gateway.operations import RUNTIME, SERVICES, route
 
 if TYPE_CHECKING:
     from bedrock_gateway.auth.access import Rule
@@ -54,6 +54,11 @@ class Gateway:
     pricing see the resolved model), then the ``access_rules`` (when given, whatever no rule
     allows is denied), then ``middleware`` outermost first, then ``handler``. A gateway with neither
     authorizers nor ``anonymous=True`` cannot be built: deny by default, said at construction.
+
+    ``services`` are the AWS services it answers for: ``bedrock-runtime`` (default) and, opt-in,
+    ``bedrock-agent-runtime``; the path names the operation and so the service. A client may
+    also say which service it means in an ``aws-endpoint-prefix`` header: it must be one of
+    ``services`` and agree with the path, or the call is refused. It never picks a host.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class Gateway:
         anonymous: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         router: Middleware | None = None,
+        services: Sequence[str] = (RUNTIME,),
     ) -> None:
         from bedrock_gateway.auth.access import AccessPolicy
         from bedrock_gateway.auth.dispatch import AuthMiddleware
@@ -73,6 +79,10 @@ class Gateway:
         if not authorizers and not anonymous:
             raise ValueError(
                 "no authorizer is configured: pass authorizers=[...] or anonymous=True")
+        unknown = set(services) - set(SERVICES)
+        if unknown or not services:
+            raise ValueError(f"services must be among {SERVICES}, not {sorted(unknown)}")
+        self.services = frozenset(services)
         self.handler = handler
         self.middleware = tuple(middleware)
         self.anonymous = anonymous
@@ -140,8 +150,13 @@ class Gateway:
         try:
             if len(body) > self.max_body_bytes:
                 raise PayloadTooLargeError.over(self.max_body_bytes)
-            r = route(method, raw_path, query)
+            r = route(method, raw_path, query, self.services)
             hdrs = _lower_headers(headers)
+            claimed = hdrs.get("aws-endpoint-prefix")
+            if claimed is not None and claimed != r.operation.service:
+                raise ValidationError(
+                    "The aws-endpoint-prefix header names a service this gateway does not serve"
+                    " or that does not match the request path.")
             call = Call(method, raw_path, query, hdrs, body, r.operation, r.params, principal)
             if mount:
                 call.attrs["mount"] = mount

@@ -52,7 +52,9 @@ def test_middleware_rewrites_model_and_keeps_the_alias_in_the_note() -> None:
     assert seen[0].params["modelId"] == CLAUDE
     assert seen[0].upstream_path == f"/model/{quote(CLAUDE, safe='')}/converse"
     assert call.attrs[ROUTE_KEY] == {"alias": "chat", "model": CLAUDE, "region": None,
-                                     "fallback": [HAIKU], "attempts": []}
+                                     "fallback": [HAIKU], "attempts": [],
+                                     "chain": [{"model": CLAUDE, "region": None},
+                                               {"model": HAIKU, "region": None}]}
 
 
 def test_a_model_that_is_no_alias_passes_untouched() -> None:

@@ -70,3 +70,43 @@ def test_a_cached_answer_is_served_without_a_second_upstream_call(
     assert second["output"] == first["output"]
     hit = [r for r in records(log, 2) if r["cached"]]
     assert len(hit) == 1 and hit[0]["cost_usd"] == "0"
+
+
+@pytest.fixture
+def west() -> Iterator[FakeBedrock]:
+    with FakeBedrock(region="us-west-2") as fake:  # checks the signature is for us-west-2
+        yield fake
+
+
+def test_a_target_region_and_a_regional_failover_reach_that_region_signed_for_it(
+        configured: ServeConfig, fake_bedrock: FakeBedrock, west: FakeBedrock) -> None:
+    server, log = configured(f"""
+[[routes]]
+alias = "chat-west"
+targets = [{{ model = "{HAIKU}", region = "us-west-2" }}]
+[[routes]]
+alias = "chat-failover"
+targets = [{{ model = "{HAIKU}" }}]
+fallback = [{{ model = "{HAIKU}", region = "us-west-2" }}]
+""", upstream=f'max_attempts = 1\nendpoints = {{ "bedrock-runtime/us-west-2" = "{west.endpoint_url}" }}')
+    client = gateway_client(server.url)
+    client.converse(modelId="chat-west", messages=say("one"))
+    assert len(west.requests) == 1 and fake_bedrock.requests == []
+    fake_bedrock.fail_next(1, status=503, code="ServiceUnavailableException")
+    answer = client.converse(modelId="chat-failover", messages=say("two"))  # no client retries
+    assert answer["output"]["message"]["content"][0]["text"] == "Echo: two"
+    assert len(fake_bedrock.requests) == 1 and len(west.requests) == 2  # same model, other region
+    assert all(r.headers["authorization"].split("/")[2] == "us-west-2" for r in west.requests)
+    assert sorted(r["model"] for r in records(log, 2)) == [HAIKU, HAIKU]
+    client.close()
+
+
+def test_a_bad_target_region_is_a_config_error(tmp_path: Path) -> None:
+    from bedrock_gateway.config import ConfigError, load_config
+
+    config = tmp_path / "g.toml"
+    config.write_text(f'[auth]\nanonymous = true\n[[routes]]\nalias = "a"\n'
+                      f'targets = [{{ model = "{HAIKU}", region = "mars" }}]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert "routes.0.targets.0.region" in str(caught.value)

@@ -12,6 +12,13 @@ selector matches everyone). An applying rule then says, for one operation and mo
   ``allow_operations``: model globs never open them. Else
 - nothing (``None``). A rule with only ``deny_models`` never allows anything.
 
+Knowledge bases and agents (bedrock-agent-runtime) are *resources*, named
+``knowledge-base/<id>`` and ``agent/<id>/alias/<alias id>``, and judged the same way by
+``allow_resources`` / ``deny_resources`` — never by model globs, so ``allow_models = ["*"]``
+opens no knowledge base. A call is allowed only when everything it uses is
+(:func:`call_resources`): RetrieveAndGenerate needs both its knowledge base and the model
+that generates.
+
 Rules compose: ``a | b`` allows what either allows, ``a & b`` only what both allow, and a deny
 from either side wins in both. :class:`AccessPolicy` is the middleware: with rules configured,
 whatever no rule allows is denied; the message names the deciding rule, never a credential.
@@ -37,7 +44,15 @@ from bedrock_gateway.errors import AccessDeniedError, ValidationError
 if TYPE_CHECKING:
     from bedrock_gateway.pipeline import Next
 
-__all__ = ["AccessPolicy", "AccessRule", "Decision", "Rule", "model_names", "resource_model"]
+__all__ = ["AccessPolicy", "AccessRule", "Decision", "Rule", "call_resources", "is_agent_resource",
+           "model_names", "resource_model"]
+
+_AGENT_RESOURCES = ("knowledge-base/", "agent/")
+
+
+def is_agent_resource(name: str) -> bool:
+    """Whether ``name`` is a knowledge base or agent (not a model id)."""
+    return name.startswith(_AGENT_RESOURCES)
 
 
 class Decision(Enum):
@@ -110,10 +125,20 @@ class AccessRule(Rule):
     allow_models: tuple[str, ...] = ()
     deny_models: tuple[str, ...] = ()
     allow_operations: tuple[str, ...] = ()
+    allow_resources: tuple[str, ...] = ()
+    deny_resources: tuple[str, ...] = ()
 
     @cached_property
     def _allow(self) -> re.Pattern[str] | None:
         return _globs(self.allow_models)
+
+    @cached_property
+    def _allow_resources(self) -> re.Pattern[str] | None:
+        return _globs(self.allow_resources)
+
+    @cached_property
+    def _deny_resources(self) -> re.Pattern[str] | None:
+        return _globs(self.deny_resources)
 
     @cached_property
     def _deny(self) -> re.Pattern[str] | None:
@@ -130,6 +155,8 @@ class AccessRule(Rule):
     def evaluate(self, principal: Principal, operation: str, model: str | None) -> Verdict | None:
         if not self.applies_to(principal):
             return None
+        if model is not None and is_agent_resource(model):
+            return self._evaluate_resource(operation, model)
         names = model_names(model) if model is not None else ()
         if names and _matches(self._deny, names):
             return Verdict(Decision.DENY, self.name)
@@ -143,6 +170,19 @@ class AccessRule(Rule):
             if names and not _matches(self._allow, names):
                 return None
         return Verdict(Decision.ALLOW, self.name)
+
+    def _evaluate_resource(self, operation: str, resource: str) -> Verdict | None:
+        if self._deny_resources is not None and self._deny_resources.fullmatch(resource):
+            return Verdict(Decision.DENY, self.name)
+        if self.allow_resources:
+            if self.allow_operations and operation not in self.allow_operations:
+                return None
+            allowed = self._allow_resources is not None and \
+                self._allow_resources.fullmatch(resource)
+            return Verdict(Decision.ALLOW, self.name) if allowed else None
+        if self.allow_operations and operation in self.allow_operations:
+            return Verdict(Decision.ALLOW, self.name)  # the operation on any resource
+        return None
 
 
 @dataclass(frozen=True)
@@ -174,16 +214,49 @@ class _Both(_Composed):
         return None
 
 
+def _body_string(call: Call, *path: str) -> str | None:
+    node: object = call.json()
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    if node is not None and not isinstance(node, str):
+        raise ValidationError(f"{'.'.join(path)} must be a string.")
+    return node
+
+
 def resource_model(call: Call) -> str | None:
     """The model a call uses: from the path, or from the body for StartAsyncInvoke."""
     if call.model_id is not None:
         return call.model_id
     if call.operation.name == "StartAsyncInvoke":
-        model = call.json().get("modelId")
-        if model is not None and not isinstance(model, str):
-            raise ValidationError("modelId must be a string.")
-        return model or ""
+        return _body_string(call, "modelId") or ""
     return None
+
+
+def call_resources(call: Call) -> tuple[str, ...]:
+    """Everything a call uses that rules and quotas judge, the main one first: its model (path,
+    or body), the knowledge base or agent it reaches (``knowledge-base/<id>``,
+    ``agent/<id>/alias/<alias id>``), and for RetrieveAndGenerate the knowledge base and the
+    model that generates. A knowledge-base ARN counts as its id. Empty for operations that use
+    neither (async-invoke reads, ApplyGuardrail)."""
+    op = call.operation
+    if op.resource is not None:
+        named = op.resource_id(call.params)
+        return (_short_kb(named),) if named is not None else ()
+    if op.name in ("RetrieveAndGenerate", "RetrieveAndGenerateStream"):
+        config = ("retrieveAndGenerateConfiguration",)
+        kb = _body_string(call, *config, "knowledgeBaseConfiguration", "knowledgeBaseId")
+        model = (_body_string(call, *config, "knowledgeBaseConfiguration", "modelArn")
+                 or _body_string(call, *config, "externalSourcesConfiguration", "modelArn"))
+        found = tuple(r for r in (f"knowledge-base/{kb}" if kb else None, model) if r)
+        return tuple(_short_kb(r) for r in found) or ("",)  # "" : nothing named, so no rule
+    model = resource_model(call)                            # on a model can allow it
+    return (model,) if model is not None else ()
+
+
+def _short_kb(resource: str) -> str:
+    if resource.startswith("knowledge-base/arn:"):
+        return "knowledge-base/" + resource.rsplit("/", 1)[-1]
+    return resource
 
 
 class AccessPolicy:
@@ -203,11 +276,13 @@ class AccessPolicy:
 
     def __call__(self, call: Call, next_: Next) -> Response:
         principal = call.principal or Principal.anonymous()
-        model = resource_model(call)
-        verdict = self.decide(principal, call.operation.name, model)
-        target = f"model {model}" if model else call.operation.name
-        if verdict is None:
-            raise AccessDeniedError(f"No access rule allows {target} for this caller.")
-        if verdict.decision is Decision.DENY:
-            raise AccessDeniedError(f"Access rule '{verdict.rule}' denies {target}.")
+        operation = call.operation.name
+        for resource in call_resources(call) or (None,):
+            verdict = self.decide(principal, operation, resource)
+            target = (resource if resource and is_agent_resource(resource) else
+                      f"model {resource}" if resource else operation)
+            if verdict is None:
+                raise AccessDeniedError(f"No access rule allows {target} for this caller.")
+            if verdict.decision is Decision.DENY:
+                raise AccessDeniedError(f"Access rule '{verdict.rule}' denies {target}.")
         return next_(call)

@@ -87,6 +87,18 @@ class AccessRuleConfig(_Section):
     allow_models: list[str] = []
     deny_models: list[str] = []
     allow_operations: list[str] = []
+    allow_resources: list[str] = []  # knowledge-base/<id>, agent/<id>/alias/<alias id> globs
+    deny_resources: list[str] = []
+
+    @field_validator("allow_resources", "deny_resources")
+    @classmethod
+    def _resource_kinds(cls, value: list[str]) -> list[str]:
+        from bedrock_gateway.auth.access import is_agent_resource
+
+        odd = [v for v in value if not is_agent_resource(v)]
+        if odd:
+            raise ValueError(f"resources start with knowledge-base/ or agent/: {', '.join(odd)}")
+        return value
 
     @field_validator("allow_operations")
     @classmethod
@@ -141,6 +153,7 @@ def build_access_rules(rules: list[AccessRuleConfig]) -> list[AccessRule] | None
         return None
     return [
         AccessRule(r.name, tuple(r.tenants), tuple(r.groups), tuple(r.scopes), tuple(r.subjects),
-                   tuple(r.allow_models), tuple(r.deny_models), tuple(r.allow_operations))
+                   tuple(r.allow_models), tuple(r.deny_models), tuple(r.allow_operations),
+                   tuple(r.allow_resources), tuple(r.deny_resources))
         for r in rules
     ]

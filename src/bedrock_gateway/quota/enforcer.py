@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from bedrock_gateway.auth.access import call_resources
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import (
     ServiceQuotaExceededError,
@@ -137,7 +138,12 @@ class QuotaEnforcer:
         self.store.close()
 
     def __call__(self, call: Call, next_: Next) -> Response:
-        principal, model = call.principal, call.model_id
+        # The model, or what the call uses instead (a knowledge base, an agent; the body's model
+        # for StartAsyncInvoke): ``tenant:model`` limits count per resource, globs match it.
+        principal = call.principal
+        model = call.model_id
+        if model is None:
+            model = next(iter(call_resources(call)), None)
         matched = [(limit, key) for limit in self.limits
                    if (key := limit.scope_key(principal, model)) is not None]
         if not matched and not self.reject_unpriced:

@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from bedrock_gateway.auth.access import call_resources, is_agent_resource
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import GatewayError
+from bedrock_gateway.operations import RUNTIME
 from bedrock_gateway.pipeline import Next
 from bedrock_gateway.quota.meter import QUOTA_NOTE, Meter, QuotaNote
 from bedrock_gateway.quota.pricing import Pricing
@@ -60,9 +62,22 @@ class UsageRecord:
     cached: bool = False
     # The alias the client called when a route resolved it (``model`` is the model that served).
     alias: str | None = None
+    # The knowledge base or agent a bedrock-agent-runtime call used (``knowledge-base/<id>``,
+    # ``agent/<id>/alias/<alias id>``); RetrieveAndGenerate's generating model is ``model``.
+    resource: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def _agent_resources(call: Call) -> tuple[str | None, str | None]:
+    """The knowledge base or agent, and the generating model, of a bedrock-agent-runtime call."""
+    try:
+        found = call_resources(call)
+    except GatewayError:  # a malformed body: the access policy has refused it already
+        return None, None
+    resource = next((r for r in found if is_agent_resource(r)), None)
+    return resource, next((r for r in found if r and not is_agent_resource(r)), None)
 
 
 class JSONLinesSink:
@@ -110,6 +125,8 @@ class UsageRecorder:
             subject=call.principal.subject if call.principal else None,
             tenant=call.principal.tenant if call.principal else None,
             status=0, streamed=call.operation.streaming, complete=False, latency_ms=0.0)
+        if call.operation.service != RUNTIME:
+            record.resource, record.model = _agent_resources(call)
         try:
             response = next_(call)
         except GatewayError as exc:

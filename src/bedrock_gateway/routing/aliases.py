@@ -5,11 +5,18 @@ concrete model chosen for this principal and records the decision in
 ``call.attrs[ROUTE_KEY]``::
 
     {"alias": "chat", "model": "anthropic.claude-...", "region": None,
-     "fallback": ["anthropic.claude-haiku-..."], "attempts": []}
+     "fallback": ["anthropic.claude-haiku-..."],
+     "chain": [{"model": "anthropic.claude-...", "region": None},
+               {"model": "anthropic.claude-haiku-...", "region": "us-west-2"}],
+     "attempts": []}
 
-``alias`` is the id the client sent (still readable after the rewrite); ``fallback`` is what
-:class:`~bedrock_gateway.routing.fallback.FallbackHandler` tries next; ``attempts`` is filled
-by it. ``region`` is recorded for a region-aware handler; the plain forwarder ignores it.
+``alias`` is the id the client sent (still readable after the rewrite); ``chain`` is the chosen
+target and then each fallback, which
+:class:`~bedrock_gateway.routing.fallback.FallbackHandler` tries in order (``fallback`` lists
+their models, for pricing); ``attempts`` is filled by it. ``region`` is where the current
+attempt goes: :class:`~bedrock_gateway.upstreams.Upstreams` sends the call to that region's
+endpoint (``None``: the gateway's own region). A fallback may be the same model in another
+region — regional failover.
 
 **Sticky split.** The target is chosen by ``sha256(alias, tenant, subject)`` mapped onto the
 cumulative weights, so a principal keeps its target for as long as the weights stay the same,
@@ -39,7 +46,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bedrock_gateway.auth.access import model_names
 from bedrock_gateway.call import Call, Response
@@ -81,18 +88,20 @@ class Target:
 
 @dataclass(frozen=True)
 class Alias:
-    """A public model name; see the module docstring for ``tenants`` and ``invoke_compatible``."""
+    """A public model name; see the module docstring for ``tenants`` and ``invoke_compatible``.
+    ``fallback`` entries are model ids (the gateway's region) or :class:`Target` s."""
 
     name: str
     targets: Sequence[Target]
-    fallback: Sequence[str] = ()
+    fallback: Sequence[str | Target] = ()
     tenants: frozenset[str] = frozenset()
     invoke_compatible: bool | None = None
     _cumulative: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
-        object.__setattr__(self, "fallback", tuple(self.fallback))
+        object.__setattr__(self, "fallback", tuple(
+            f if isinstance(f, Target) else Target(f) for f in self.fallback))
         object.__setattr__(self, "tenants", frozenset(self.tenants))
         if not self.name:
             raise ValueError("an alias needs a name")
@@ -103,9 +112,9 @@ class Alias:
                 raise ValueError(f"alias {self.name!r} has a target without a model")
             if t.weight <= 0:
                 raise ValueError(f"alias {self.name!r}: weight of {t.model!r} must be > 0")
-        if any(not m for m in self.fallback):
+        if any(not f.model for f in self.fallback_targets):
             raise ValueError(f"alias {self.name!r} has an empty fallback model")
-        models = [*(t.model for t in self.targets), *self.fallback]
+        models = [t.model for t in (*self.targets, *self.fallback_targets)]
         families = [model_family(m) for m in models]
         providers = {f.split(".")[0] for f in families if f is not None}
         if self.invoke_compatible and len(providers) > 1:
@@ -117,6 +126,11 @@ class Alias:
             object.__setattr__(self, "invoke_compatible", same or len(set(models)) == 1)
         object.__setattr__(self, "_cumulative",
                            tuple(accumulate(t.weight for t in self.targets)))
+
+    @property
+    def fallback_targets(self) -> tuple[Target, ...]:
+        """``fallback`` as targets (model ids became targets in the gateway's region)."""
+        return cast(tuple[Target, ...], self.fallback)
 
     def choose(self, tenant: str | None, subject: str) -> Target:
         """The target for this principal: a stable hash onto the cumulative weights."""
@@ -137,8 +151,11 @@ class Resolution:
 
     def note(self) -> dict[str, Any]:
         """The route note stored under :data:`ROUTE_KEY`."""
+        fallback = self.alias.fallback_targets
         return {"alias": self.alias.name, "model": self.target.model,
-                "region": self.target.region, "fallback": list(self.alias.fallback),
+                "region": self.target.region, "fallback": [f.model for f in fallback],
+                "chain": [{"model": t.model, "region": t.region}
+                          for t in (self.target, *fallback)],
                 "attempts": []}
 
 
@@ -146,26 +163,28 @@ class AliasRouter:
     """Resolve aliases (pure :meth:`resolve`) and, as a middleware, rewrite ``modelId``."""
 
     def __init__(self, aliases: Iterable[Alias]) -> None:
-        self.aliases = tuple(aliases)
-        self._index: dict[tuple[str | None, str], Alias] = {}
-        for alias in self.aliases:
-            for scope in alias.tenants or (None,):
-                key = (scope, alias.name)
-                if key in self._index:
-                    where = f"tenant {scope!r}" if scope is not None else "all tenants"
-                    raise ValueError(f"alias {alias.name!r} is defined twice for {where}")
-                self._index[key] = alias
-        self._names = frozenset(name for _, name in self._index)
+        self._state = _index(tuple(aliases))
+
+    @property
+    def aliases(self) -> tuple[Alias, ...]:
+        return self._state[0]
+
+    def replace(self, aliases: Iterable[Alias]) -> None:
+        """Swap in new aliases (a config reload: new weights, targets, fallbacks). Checked
+        first, then swapped in one assignment: a call in flight sees the old table or the new
+        one, never a mix; principals keep their target unless its weights moved."""
+        self._state = _index(tuple(aliases))
 
     def lookup(self, name: str, tenant: str | None) -> Alias | None:
         """The alias ``name`` means for ``tenant``: its own first, then the general one."""
-        if name not in self._names:
+        _, index, names = self._state
+        if name not in names:
             return None
         if tenant is not None:
-            own = self._index.get((tenant, name))
+            own = index.get((tenant, name))
             if own is not None:
                 return own
-        return self._index.get((None, name))
+        return index.get((None, name))
 
     def resolve(self, call: Call) -> Resolution | None:
         """The alias and target for this call, or ``None`` when its model is no alias here.
@@ -173,7 +192,7 @@ class AliasRouter:
         Raises :class:`ValidationError` for an InvokeModel-shaped call to an alias that is not
         invoke-compatible (see the module docstring)."""
         model = call.params.get("modelId")
-        if model is None or model not in self._names:
+        if model is None or model not in self._state[2]:
             return None
         principal = call.principal
         tenant = principal.tenant if principal is not None else None
@@ -193,6 +212,21 @@ class AliasRouter:
             call.attrs[ROUTE_KEY] = resolution.note()
             call.params["modelId"] = resolution.target.model
         return next_(call)
+
+
+_State = tuple[tuple[Alias, ...], dict[tuple[str | None, str], Alias], frozenset[str]]
+
+
+def _index(aliases: tuple[Alias, ...]) -> _State:
+    index: dict[tuple[str | None, str], Alias] = {}
+    for alias in aliases:
+        for scope in alias.tenants or (None,):
+            key = (scope, alias.name)
+            if key in index:
+                where = f"tenant {scope!r}" if scope is not None else "all tenants"
+                raise ValueError(f"alias {alias.name!r} is defined twice for {where}")
+            index[key] = alias
+    return aliases, index, frozenset(name for _, name in index)
 
 
 def _invoke_shaped(call: Call) -> bool:

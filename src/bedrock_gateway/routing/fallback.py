@@ -16,7 +16,10 @@ and a bad request is not retried elsewhere. Models whose circuit is open in the
 :class:`~bedrock_gateway.routing.breaker.CircuitBreaker` are skipped; no new attempt starts
 after ``deadline_s`` (measured on ``clock`` from the first attempt, which always runs unless its
 circuit is open). Every attempt is appended to the note's ``attempts`` as
-``{"model", "outcome", "status"}`` and the note's ``served`` names the model that answered.
+``{"model", "region", "outcome", "status"}`` and the note's ``served`` names the model that
+answered. Each attempt sets the note's ``region``, so a fallback to the same model in another
+region goes to that region's endpoint (:class:`~bedrock_gateway.upstreams.Upstreams`); the
+circuit breaker keeps one circuit per model and region.
 The last failure is returned (or raised) as-is, so the client sees Bedrock's own error.
 
 The forwarder retries each model itself first; keep its ``max_attempts`` low (1 or 2) behind a
@@ -77,40 +80,49 @@ class FallbackHandler:
         note: dict[str, Any] | None = call.attrs.get(ROUTE_KEY)
         if note is None:
             return self.handler(call)
-        models: list[str] = [note["model"], *note.get("fallback", ())]
+        chain: list[dict[str, Any]] = note.get("chain") or [
+            {"model": m, "region": None} for m in (note["model"], *note.get("fallback", ()))]
         attempts: list[dict[str, Any]] = note.setdefault("attempts", [])
         breaker = self.breaker
         deadline: float | None = None
         last: Response | None = None
         error: UpstreamUnavailableError | None = None
-        for model in models:
-            if not breaker.allow(model):
-                attempts.append({"model": model, "outcome": "circuit-open", "status": None})
+        for step in chain:
+            model, region = step["model"], step.get("region")
+            circuit = f"{model}@{region}" if region else model
+            if not breaker.allow(circuit):
+                attempts.append({"model": model, "region": region, "outcome": "circuit-open",
+                                 "status": None})
                 continue
             if deadline is None:
                 deadline = self._clock() + self.deadline_s
             elif self._clock() >= deadline:
-                attempts.append({"model": model, "outcome": "deadline", "status": None})
+                attempts.append({"model": model, "region": region, "outcome": "deadline",
+                                 "status": None})
                 break
             call.params["modelId"] = model
+            note["region"] = region
             try:
                 response = self.handler(call)
             except UpstreamUnavailableError as exc:
-                breaker.record_failure(model)
-                attempts.append({"model": model, "outcome": "unavailable", "status": exc.status})
+                breaker.record_failure(circuit)
+                attempts.append({"model": model, "region": region, "outcome": "unavailable",
+                                 "status": exc.status})
                 if last is not None:
                     last.close()
                 last, error = None, exc
                 continue
             if not is_fallback_status(response):
-                breaker.record_success(model)
-                attempts.append({"model": model, "outcome": "ok", "status": response.status})
+                breaker.record_success(circuit)
+                attempts.append({"model": model, "region": region, "outcome": "ok",
+                                 "status": response.status})
                 note["served"] = model
                 if last is not None:
                     last.close()
                 return response
-            breaker.record_failure(model)
-            attempts.append({"model": model, "outcome": "failed", "status": response.status})
+            breaker.record_failure(circuit)
+            attempts.append({"model": model, "region": region, "outcome": "failed",
+                             "status": response.status})
             if last is not None:
                 last.close()  # an earlier failure is superseded; release it
             last, error = response, None

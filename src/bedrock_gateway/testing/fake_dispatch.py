@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bedrock_gateway.errors import UnknownOperationError
+from bedrock_gateway.testing import fake_agents
 from bedrock_gateway.testing.fake_async import AsyncInvokeStore
 from bedrock_gateway.testing.fake_converse import (
     apply_guardrail,
@@ -42,6 +43,10 @@ def _json(value: object) -> Outgoing:
     return Outgoing(200, [("Content-Type", _JSON)], json.dumps(value).encode())
 
 
+def _stream(headers: list[tuple[str, str]], segments: Segments) -> Outgoing:
+    return Outgoing(200, headers, segments=segments)
+
+
 Handler = Callable[[dict[str, str], str, bytes, "tuple[int, int] | None"], Outgoing]
 
 
@@ -62,6 +67,12 @@ class Dispatcher:
             "StartAsyncInvoke": lambda p, q, b, s: _json(self._store.start(b)),
             "GetAsyncInvoke": lambda p, q, b, s: _json(self._store.get(p["invocationArn"])),
             "ListAsyncInvokes": lambda p, q, b, s: _json(self._store.list(q)),
+            # bedrock-agent-runtime
+            "Retrieve": lambda p, q, b, s: _json(fake_agents.retrieve(p["knowledgeBaseId"], b)),
+            "RetrieveAndGenerate": lambda p, q, b, s: _json(fake_agents.retrieve_and_generate(b)),
+            "RetrieveAndGenerateStream": lambda p, q, b, s: _stream(
+                *fake_agents.retrieve_and_generate_stream(b)),
+            "InvokeAgent": lambda p, q, b, s: _stream(*fake_agents.invoke_agent(p, b)),
         }
 
     def __call__(

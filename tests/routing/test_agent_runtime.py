@@ -1,0 +1,193 @@
+"""bedrock-agent-runtime through the gateway, end to end: an unmodified boto3
+``bedrock-agent-runtime`` client -> gateway over HTTP -> a FakeBedrock standing in for the
+agent-runtime host (another FakeBedrock stands in for bedrock-runtime, so the test sees which
+host each call reached). Opt-in by ``[upstream] services``; access rules judge knowledge bases
+and agents; quotas count them; the aws-endpoint-prefix header is checked, never obeyed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import urllib3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from bedrock_gateway.eventstream import iter_frames
+from bedrock_gateway.serve import BackgroundServer
+from bedrock_gateway.testing import FakeBedrock
+
+from ..conftest import ServeConfig, records
+
+KB = "KBALLOWED1"
+OTHER_KB = "KBOTHER123"
+AGENT, ALIAS = "AGENT12345", "TSTALIASID"
+HAIKU_ARN = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
+LLAMA_ARN = "arn:aws:bedrock:us-east-1::foundation-model/meta.llama3-1-8b-instruct-v1:0"
+
+
+@pytest.fixture
+def agent_fake() -> Iterator[FakeBedrock]:
+    with FakeBedrock() as fake:
+        yield fake
+
+
+def agents_client(url: str) -> Any:
+    return boto3.client("bedrock-agent-runtime", region_name="us-east-1", endpoint_url=url,
+                        config=Config(signature_version=UNSIGNED,
+                                      retries={"total_max_attempts": 1}))
+
+
+def upstream(agent_fake: FakeBedrock) -> str:
+    return (f'services = ["bedrock-runtime", "bedrock-agent-runtime"]\n'
+            f'endpoints = {{ "bedrock-agent-runtime" = "{agent_fake.endpoint_url}" }}')
+
+
+@pytest.fixture
+def served(configured: ServeConfig, agent_fake: FakeBedrock
+           ) -> Iterator[tuple[Any, BackgroundServer, Path]]:
+    server, log = configured(f"""
+[[access]]
+name = "claude-kb-and-agent"
+allow_models = ["anthropic.*"]
+allow_resources = ["knowledge-base/{KB}", "agent/{AGENT}/alias/*"]
+[[quota.limits]]
+scope = "subject:model"
+models = ["knowledge-base/*"]
+requests_per_minute = 3
+""", upstream=upstream(agent_fake))
+    client = agents_client(server.url)
+    yield client, server, log
+    client.close()
+
+
+def kb_config(kb: str, model: str) -> dict[str, Any]:
+    return {"type": "KNOWLEDGE_BASE",
+            "knowledgeBaseConfiguration": {"knowledgeBaseId": kb, "modelArn": model}}
+
+
+def test_retrieve_reaches_the_agent_runtime_host_signed_and_is_recorded(
+        served: tuple[Any, BackgroundServer, Path], agent_fake: FakeBedrock,
+        fake_bedrock: FakeBedrock) -> None:
+    client, _, log = served
+    found = client.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "refund policy"})
+    assert found["retrievalResults"][0]["content"]["text"].endswith("refund policy")
+    seen = agent_fake.requests[-1]  # the fake verified the gateway's SigV4 signature
+    assert (seen.operation, seen.raw_path) == ("Retrieve", f"/knowledgebases/{KB}/retrieve")
+    assert seen.host == agent_fake.endpoint_url.removeprefix("http://")
+    assert fake_bedrock.requests == []  # nothing went to the bedrock-runtime host
+    (record,) = records(log, 1)
+    assert (record["operation"], record["resource"], record["status"]) == (
+        "Retrieve", f"knowledge-base/{KB}", 200)
+
+
+def test_access_rules_judge_knowledge_bases_agents_and_the_generating_model(
+        served: tuple[Any, BackgroundServer, Path], agent_fake: FakeBedrock) -> None:
+    client, _, _ = served
+    refused = [
+        lambda: client.retrieve(knowledgeBaseId=OTHER_KB, retrievalQuery={"text": "x"}),
+        lambda: client.retrieve_and_generate(  # an allowed knowledge base, a model no rule allows
+            input={"text": "x"}, retrieveAndGenerateConfiguration=kb_config(KB, LLAMA_ARN)),
+        lambda: client.retrieve_and_generate(  # an allowed model, another knowledge base
+            input={"text": "x"}, retrieveAndGenerateConfiguration=kb_config(OTHER_KB, HAIKU_ARN)),
+        lambda: client.invoke_agent(agentId="AGENTOTHER", agentAliasId=ALIAS, sessionId="s1",
+                                    inputText="x"),
+    ]
+    for call in refused:
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert agent_fake.requests == []
+    answer = client.retrieve_and_generate(
+        input={"text": "what is covered?"}, retrieveAndGenerateConfiguration=kb_config(KB, HAIKU_ARN))
+    assert answer["output"]["text"] == "Echo: what is covered?"
+
+
+def test_streams_pass_through_byte_for_byte(
+        served: tuple[Any, BackgroundServer, Path], agent_fake: FakeBedrock) -> None:
+    client, _, log = served
+    streamed = client.retrieve_and_generate_stream(
+        input={"text": "tell me more"}, retrieveAndGenerateConfiguration=kb_config(KB, HAIKU_ARN))
+    text = "".join(e["output"]["text"] for e in streamed["stream"] if "output" in e)
+    assert text == "Echo: tell me more" and streamed["sessionId"]
+    agent = client.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="session-7",
+                                inputText="book a room", sourceArn=f"arn:aws:bedrock:us-east-1:"
+                                f"123456789012:agent/{AGENT}")
+    reply = b"".join(e["chunk"]["bytes"] for e in agent["completion"])
+    assert reply == f"Agent {AGENT}: book a room".encode()
+    assert agent["sessionId"] == "session-7"
+    seen = agent_fake.requests[-1]
+    assert seen.headers["x-amz-source-arn"].endswith(f":agent/{AGENT}")  # forwarded for agents
+    _, server, _ = served
+    raw = post(server, f"/agents/{AGENT}/agentAliases/{ALIAS}/sessions/s8/text",
+               {"inputText": "again"})
+    assert raw.data == agent_fake.last_stream_body  # byte for byte
+    assert [f.event_type for f in iter_frames([raw.data])] == ["chunk"] * 3  # "Agent ID: again"
+    written = {r["operation"]: r for r in records(log, 3)}
+    assert written["InvokeAgent"]["resource"] == f"agent/{AGENT}/alias/{ALIAS}"
+    assert written["RetrieveAndGenerateStream"]["model"] == HAIKU_ARN
+
+
+def test_quotas_count_knowledge_base_calls(
+        served: tuple[Any, BackgroundServer, Path], agent_fake: FakeBedrock) -> None:
+    client, _, _ = served
+    for _ in range(3):
+        client.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "q"})
+    with pytest.raises(ClientError) as caught:
+        client.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "q"})
+    assert caught.value.response["Error"]["Code"] == "ThrottlingException"
+    assert len(agent_fake.requests) == 3
+
+
+def post(server: BackgroundServer, path: str, body: dict[str, Any], **headers: str
+         ) -> urllib3.BaseHTTPResponse:
+    http = urllib3.PoolManager()
+    try:
+        return http.request("POST", server.url + path, body=json.dumps(body),
+                            headers={"Content-Type": "application/json", **headers})
+    finally:
+        http.clear()
+
+
+def test_the_endpoint_prefix_header_must_agree_with_the_path(
+        served: tuple[Any, BackgroundServer, Path], agent_fake: FakeBedrock) -> None:
+    _, server, _ = served
+    query = {"retrievalQuery": {"text": "q"}}
+    ok = post(server, f"/knowledgebases/{KB}/retrieve", query,
+              **{"aws-endpoint-prefix": "bedrock-agent-runtime"})
+    assert ok.status == 200
+    assert "aws-endpoint-prefix" not in agent_fake.requests[-1].headers
+    wrong = post(server, f"/knowledgebases/{KB}/retrieve", query,
+                 **{"aws-endpoint-prefix": "bedrock-runtime"})
+    assert wrong.status == 400 and wrong.headers["x-amzn-ErrorType"].startswith("Validation")
+    assert len(agent_fake.requests) == 1
+
+
+def test_agent_runtime_is_off_unless_configured(configured: ServeConfig,
+                                                agent_fake: FakeBedrock) -> None:
+    server, _ = configured()
+    client = agents_client(server.url)
+    with pytest.raises(ClientError) as caught:
+        client.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "q"})
+    assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
+    refused = post(server, f"/knowledgebases/{KB}/retrieve", {"retrievalQuery": {"text": "q"}},
+                   **{"aws-endpoint-prefix": "bedrock-agent-runtime"})
+    assert refused.status == 404
+    assert agent_fake.requests == []
+    client.close()
+
+
+def test_hostile_agent_paths_are_refused_before_anything_is_sent(
+        served: tuple[Any, BackgroundServer, Path], agent_fake: FakeBedrock) -> None:
+    _, server, _ = served
+    for path in (f"/knowledgebases/{KB}%2F..%2Fx/retrieve", "/knowledgebases/short/retrieve",
+                 f"/agents/{AGENT}/agentAliases/{ALIAS}/sessions/a%0Db/text",
+                 f"/agents/{AGENT}/agentAliases/{ALIAS}/sessions/{'s' * 101}/text"):
+        answer = post(server, path, {"inputText": "x", "retrievalQuery": {"text": "q"}})
+        assert answer.status == 400, path
+    assert agent_fake.requests == []
