@@ -15,10 +15,21 @@ def python_blocks(doc: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / doc).read_text(), re.S)
 
 
+def example(name: str) -> str:
+    return (ROOT / "examples" / name).read_text().strip()
+
+
 def test_testing_md_snippets_run_or_are_examples() -> None:
-    first, second = python_blocks("testing.md")
+    first, second, policy, policy_test = python_blocks("testing.md")
     exec(compile(first, "docs/testing.md", "exec"), {})  # noqa: S102 - our own documentation
-    assert second.strip() in (ROOT / "examples" / "test_policy_example.py").read_text()
+    assert second.strip() in example("test_policy_example.py")
+    assert policy.strip() == example("custom_policy.py")  # the whole file
+    assert policy_test.strip() in example("test_custom_policy.py")
+
+
+def test_frameworks_md_shows_the_example_files() -> None:
+    blocks = [block.strip() for block in python_blocks("frameworks.md")]
+    assert blocks == [example("fastapi_app.py"), example("flask_app.py")]
 
 
 def test_configuration_md_example_is_valid() -> None:
@@ -79,6 +90,8 @@ def test_auth_md_snippets() -> None:
         parse_config(data)
     (rules,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "AccessRule(" in b]
     exec(compile(rules, "docs/auth.md", "exec"), {})  # noqa: S102 - our own documentation
+    (client,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def sigv4_client" in b]
+    assert client.strip() == example("client.py")
 
 
 def test_quota_md_snippets() -> None:

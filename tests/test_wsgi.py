@@ -156,3 +156,79 @@ def test_gateway_issued_sigv4_keys_through_wsgi(fake_bedrock: FakeBedrock) -> No
         server.shutdown()
         server.server_close()
         forwarder.close()
+
+
+def echo(call: Any) -> Any:
+    from bedrock_gateway import Response
+
+    return Response(200, {"content-type": "application/json"},
+                    json.dumps({"op": call.operation.name, "model": call.model_id}).encode())
+
+
+def call_wsgi(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    import io
+
+    environ = {"REQUEST_METHOD": "POST", "QUERY_STRING": "", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": "2", "wsgi.input": io.BytesIO(b"{}"), **environ}
+    statuses: list[str] = []
+    out = app(environ, lambda status, headers: statuses.append(status))
+    data = b"".join(out)
+    out.close()  # type: ignore[attr-defined]
+    return statuses[0], json.loads(data)
+
+
+ENCODED_ARN = ARN.replace(":", "%3A").replace("/", "%2F")
+
+
+@pytest.mark.parametrize("environ", [
+    # werkzeug's DispatcherMiddleware / uWSGI mounts: the raw target still has the prefix
+    {"SCRIPT_NAME": "/bedrock", "PATH_INFO": f"/model/{ARN}/converse",
+     "RAW_URI": f"/bedrock/model/{ENCODED_ARN}/converse"},
+    {"SCRIPT_NAME": "/ai/bedrock", "PATH_INFO": f"/model/{ARN}/converse",
+     "REQUEST_URI": f"/ai/bedrock/model/{ENCODED_ARN}/converse"},
+    # a prefix that is percent-encoded on the wire (SCRIPT_NAME is decoded)
+    {"SCRIPT_NAME": "/my gateway", "PATH_INFO": f"/model/{ARN}/converse",
+     "RAW_URI": f"/my%20gateway/model/{ENCODED_ARN}/converse"},
+    # a proxy stripped the prefix before the server saw the request, and says so in SCRIPT_NAME
+    {"SCRIPT_NAME": "/bedrock", "PATH_INFO": f"/model/{ARN}/converse",
+     "RAW_URI": f"/model/{ENCODED_ARN}/converse"},
+], ids=["raw-uri", "request-uri-two-segments", "encoded-prefix", "prefix-stripped-upstream"])
+def test_mounted_under_a_prefix(environ: dict[str, Any]) -> None:
+    status, answer = call_wsgi(WSGIApp(Gateway(echo, anonymous=True)), environ)
+    assert status == "200 OK", answer
+    assert answer == {"op": "Converse", "model": ARN}
+
+
+def test_mounted_without_raw_uri() -> None:
+    """No raw target: PATH_INFO (already after the prefix) is re-encoded."""
+    environ = {"SCRIPT_NAME": "/bedrock", "PATH_INFO": "/model/us.amazon.nova-lite-v1:0/converse"}
+    status, answer = call_wsgi(WSGIApp(Gateway(echo, anonymous=True)), environ)
+    assert (status, answer) == ("200 OK", {"op": "Converse", "model": "us.amazon.nova-lite-v1:0"})
+
+
+@pytest.mark.parametrize("raw_uri", [True, False])
+def test_sigv4_keys_verify_under_a_mount_prefix(raw_uri: bool) -> None:
+    """The client signed the full path, prefix included; routing uses the path after it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from bedrock_gateway.auth import AccessKey, SigV4Authorizer
+
+    keys = SigV4Authorizer([AccessKey("AKIAMOUNTEDKEY000001", secret="mounted-secret-0123456789",
+                                      subject="svc")])
+    full = "/bedrock/model/us.amazon.nova-lite-v1:0/converse"  # as boto3 sends it
+    request = AWSRequest("POST", "http://gw.test" + full, data=b"{}",
+                         headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials("AKIAMOUNTEDKEY000001", "mounted-secret-0123456789"), "bedrock",
+              "us-east-1").add_auth(request)
+    environ: dict[str, Any] = {
+        "SCRIPT_NAME": "/bedrock", "PATH_INFO": "/model/us.amazon.nova-lite-v1:0/converse",
+        "HTTP_HOST": "gw.test",
+        **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in request.headers.items()
+           if k.lower() != "content-type"}}
+    if raw_uri:
+        environ["RAW_URI"] = full
+    status, answer = call_wsgi(WSGIApp(Gateway(echo, authorizers=[keys])), environ)
+    assert status == "200 OK", answer
+    assert answer == {"op": "Converse", "model": "us.amazon.nova-lite-v1:0"}

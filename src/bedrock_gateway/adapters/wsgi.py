@@ -3,7 +3,10 @@
 Streams are returned as an iterable of frame bytes; the server's ``close()`` call (made when
 the body is done or the client went away) closes the upstream stream and runs the close hooks.
 The raw, still percent-encoded path comes from ``RAW_URI``/``REQUEST_URI`` when the server
-provides one (gunicorn, uWSGI, werkzeug); otherwise ``PATH_INFO`` is re-encoded.
+provides one (gunicorn, uWSGI, werkzeug); otherwise ``PATH_INFO`` is re-encoded. Mounted under a
+prefix (``SCRIPT_NAME``: werkzeug's ``DispatcherMiddleware``, a Django/uWSGI mount), the gateway
+routes the path after the prefix and verifies SigV4 signatures over the whole path the client
+signed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from bedrock_gateway.call import Response
 from bedrock_gateway.errors import GatewayError, PayloadTooLargeError, ValidationError
@@ -46,7 +49,7 @@ class WSGIApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
             body = self._read_body(environ)
-            path, query = _raw_target(environ)
+            mount, path, query = _raw_target(environ)
         except GatewayError as exc:
             response = Response.from_error(exc)
         else:
@@ -58,7 +61,8 @@ class WSGIApp:
             for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):  # kept out of HTTP_* by WSGI
                 if environ.get(key):  # (and SigV4 may sign them)
                     headers.append((key.lower().replace("_", "-"), environ[key]))
-            response = self.gateway.handle(environ["REQUEST_METHOD"], path, query, headers, body)
+            response = self.gateway.handle(environ["REQUEST_METHOD"], path, query, headers, body,
+                                           mount=mount)
         status = f"{response.status} {_reason(response.status)}"
         header_list = [(k, v) for k, v in response.headers.items() if k != "content-length"]
         if not response.is_stream:
@@ -80,19 +84,51 @@ class WSGIApp:
         return data
 
 
-def _raw_target(environ: dict[str, Any]) -> tuple[str, str]:
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+
+
+def _raw_target(environ: dict[str, Any]) -> tuple[str, str, str]:
+    """``(mount, path, query)``: the still percent-encoded request path, split after the mount
+    prefix (``SCRIPT_NAME``) when the application is mounted under one."""
+    script = _wsgi_bytes(environ, "SCRIPT_NAME")
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
         path, _, query = str(raw).partition("?")
         if "://" in path:  # absolute-form request target
             raise ValidationError("Absolute request targets are not accepted.")
-        return path, query
+        mount = _raw_prefix(path, script)
+        if mount is not None:
+            return mount, path[len(mount):], query
+        # The raw target lacks the prefix (a proxy stripped it): route it as sent.
+        return quote(script, safe=_PATH_SAFE), path, query
+    path = quote(_wsgi_bytes(environ, "PATH_INFO"), safe=_PATH_SAFE)
+    return quote(script, safe=_PATH_SAFE), path, environ.get("QUERY_STRING", "")
+
+
+def _wsgi_bytes(environ: dict[str, Any], key: str) -> bytes:
+    """PEP 3333: SCRIPT_NAME and PATH_INFO are bytes decoded as latin-1; recover the bytes."""
     try:
-        # PEP 3333: PATH_INFO is bytes decoded as latin-1; recover them, then re-encode.
-        path_bytes = environ.get("PATH_INFO", "").encode("latin-1")
+        return str(environ.get(key, "")).encode("latin-1")
     except UnicodeEncodeError:
         raise ValidationError("The request path is not valid.") from None
-    return quote(path_bytes, safe="/-._~!$&'()*+,;=:@"), environ.get("QUERY_STRING", "")
+
+
+def _raw_prefix(path: str, script: bytes) -> str | None:
+    """The leading segments of the raw ``path`` that decode to ``script`` (``""`` when there is
+    no mount), or ``None`` when ``path`` does not start with it."""
+    if not script:
+        return ""
+    # An encoded "/" in the prefix decodes to one of SCRIPT_NAME's slashes, so the raw prefix
+    # has at most as many literal slashes: the search is bounded by SCRIPT_NAME, not the path.
+    end = 0
+    for _ in range(script.count(b"/")):
+        end = path.find("/", end + 1)
+        prefix = path if end < 0 else path[:end]
+        if unquote_to_bytes(prefix) == script:
+            return prefix
+        if end < 0:
+            break
+    return None
 
 
 def _reason(status: int) -> str:
