@@ -40,7 +40,7 @@ _KNOWLEDGE_BASE_ID = re.compile(
     r":knowledge-base/[0-9a-zA-Z]{10})$"
 )
 _AGENT_ID = re.compile(r"^[0-9a-zA-Z]{1,10}$")
-_SESSION_ID = re.compile(r"^[0-9a-zA-Z._:-]{1,100}$")
+_SESSION_ID = re.compile(r"^[0-9a-zA-Z._:-]{2,100}$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import ValidationError
+from bedrock_gateway.eventstream import Frame
 from bedrock_gateway.filters.base import Finding, RequestPolicy, TextFilter, redact, verdict
 from bedrock_gateway.filters.stream import StreamScanner
+from bedrock_gateway.filters.stream_text import with_payload
 from bedrock_gateway.filters.text import (
     TextRef,
     UnknownShapeError,
@@ -46,7 +48,10 @@ FINDINGS = "bedrock_gateway.filters"  # call.attrs key: labels of what the filte
 # Operations whose request carries content (StartAsyncInvoke: the job's ``modelInput``).
 _MODEL_CALLS = frozenset({"Converse", "ConverseStream", "InvokeModel",
                           "InvokeModelWithResponseStream", "CountTokens", "ApplyGuardrail",
-                          "InvokeGuardrailChecks", "StartAsyncInvoke"})
+                          "InvokeGuardrailChecks", "StartAsyncInvoke",
+                          # bedrock-agent-runtime: queries, agent input, and what comes back
+                          "Retrieve", "RetrieveAndGenerate", "RetrieveAndGenerateStream",
+                          "InvokeAgent"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,30 @@ def _scan(body: dict[str, Any], refs: Sequence[TextRef], filters: Sequence[TextF
             changed = True
         findings += found
     return findings, changed
+
+
+def _citations(call: Call, frames: Iterator[Frame], filters: Sequence[TextFilter]
+               ) -> Iterator[Frame]:
+    """RetrieveAndGenerateStream ``citation`` events, each judged whole: a block ends the
+    stream (a ``validationException`` frame), a redaction re-encodes the frame."""
+    from bedrock_gateway.filters.agent_text import citation_texts
+
+    for frame in frames:
+        if frame.event_type != "citation":
+            yield frame
+            continue
+        try:
+            payload = json.loads(frame.payload)
+            refs = citation_texts(payload) if isinstance(payload, dict) else []
+        except (ValueError, UnknownShapeError):  # nothing readable here: pass it on unchanged
+            yield frame
+            continue
+        findings, changed = _scan(payload, refs, filters)
+        _record(call, findings)
+        v = verdict(findings)
+        if v.blocked is not None:
+            raise ValidationError(v.message("model output"))
+        yield with_payload(frame, payload) if changed else frame
 
 
 class ContentFilter:
@@ -164,6 +193,8 @@ class ContentFilter:
     def _check_output(self, call: Call, response: Response,
                       filters: list[TextFilter]) -> Response:
         if response.is_stream:
+            if call.operation.name == "RetrieveAndGenerateStream":  # whole citations, per frame
+                response.map_frames(lambda frames: _citations(call, frames, filters))
             scanner = StreamScanner(call.operation.name, filters,
                                     on_finding=lambda f: _record(call, [f]))
             response.map_frames(scanner)

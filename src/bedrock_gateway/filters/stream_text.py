@@ -16,6 +16,10 @@ byte and only the one text value of the payload changes, so botocore parses it a
   ``choices[0].message.content`` / ``.delta.content`` / ``.text``. A closing chunk's
   ``outputText: ""`` or ``generation: ""`` is reported as ``""``.
 
+- **InvokeAgent**: ``chunk`` events, payload ``{"bytes": base64(the reply's raw text), ...}``.
+- **RetrieveAndGenerateStream**: ``output`` events, payload ``{"text": …}`` (its ``citation``
+  events are judged whole by the content filter, not here).
+
 Cost: Bedrock writes ``:event-type`` as the first header, so one byte comparison at offset 12
 rejects every other frame (the header block is searched when it comes later; headers are never
 decoded). A ConverseStream text delta decodes only its JSON string (``"delta":{"text":"…"}``,
@@ -36,7 +40,7 @@ from typing import Any
 
 from bedrock_gateway.eventstream import Frame
 
-__all__ = ["frame_text", "with_text"]
+__all__ = ["frame_text", "with_payload", "with_text"]
 
 _STREAM = "InvokeModelWithResponseStream"
 _U32 = struct.Struct(">I")
@@ -52,6 +56,9 @@ def _event_type_header(name: str) -> bytes:
 _EVENT_TYPE = b"\x0b:event-type\x07"
 _DELTA_HEADER = _event_type_header("contentBlockDelta")
 _CHUNK_HEADER = _event_type_header("chunk")
+_OUTPUT_HEADER = _event_type_header("output")
+_AGENT = "InvokeAgent"
+_RAG_STREAM = "RetrieveAndGenerateStream"
 _DELTA_TEXT = b'"delta":{"text":"'  # a compact contentBlockDelta with a text delta
 _BYTES_KEY = b'"bytes":"'
 _BYTES_MEMBER = re.compile(rb'"bytes"\s*:\s*"([A-Za-z0-9+/=]*)"')
@@ -156,6 +163,17 @@ def frame_text(operation: str, frame: Frame) -> str | None:
             inner = _chunk_inner(raw, start) if start else None
             slot = None if inner is None else _model_slot(json.loads(inner))
             return None if slot is None else str(slot[0][slot[1]])
+        if operation == _AGENT:
+            start = _payload_start(raw, _CHUNK_HEADER)
+            payload = json.loads(raw[start:-4]) if start else None
+            encoded = payload.get("bytes") if isinstance(payload, dict) else None
+            return base64.b64decode(encoded, validate=True).decode() if isinstance(
+                encoded, str) else None
+        if operation == _RAG_STREAM:
+            start = _payload_start(raw, _OUTPUT_HEADER)
+            payload = json.loads(raw[start:-4]) if start else None
+            slot = _str_slot(payload, "text")
+            return None if slot is None else str(slot[0][slot[1]])
     except (ValueError, RecursionError, struct.error, binascii.Error):
         return None
     return None
@@ -175,9 +193,16 @@ def _reframe(raw: bytes, payload: bytes) -> bytes:
     return head + headers + payload + _U32.pack(crc)
 
 
+def with_payload(frame: Frame, payload: dict[str, Any]) -> Frame:
+    """``frame`` with a new JSON payload: its header block copied, lengths and CRCs redone."""
+    return Frame(_reframe(frame.raw, _dumps(payload)))
+
+
 def with_text(operation: str, frame: Frame, text: str) -> bytes:
     """``frame`` re-encoded with ``text`` in place of the text it carries: the same headers and
     every other payload field unchanged. ``ValueError`` if the frame carries no text."""
+    if operation in (_AGENT, _RAG_STREAM):
+        return _agent_with_text(operation, frame, text)
     converse = operation == "ConverseStream"
     header = _DELTA_HEADER if converse else _CHUNK_HEADER
     if operation not in ("ConverseStream", _STREAM) or not _payload_start(frame.raw, header):
@@ -193,4 +218,16 @@ def with_text(operation: str, frame: Frame, text: str) -> bytes:
     slot[0][slot[1]] = text
     if not converse:
         payload["bytes"] = base64.b64encode(_dumps(data)).decode()
+    return _reframe(frame.raw, _dumps(payload))
+
+
+def _agent_with_text(operation: str, frame: Frame, text: str) -> bytes:
+    agent = operation == _AGENT
+    if not _payload_start(frame.raw, _CHUNK_HEADER if agent else _OUTPUT_HEADER):
+        raise ValueError("the frame carries no text")
+    payload = json.loads(frame.payload)
+    key = "bytes" if agent else "text"
+    if not isinstance(payload, dict) or not isinstance(payload.get(key), str):
+        raise ValueError("the frame carries no text")
+    payload[key] = base64.b64encode(text.encode()).decode() if agent else text
     return _reframe(frame.raw, _dumps(payload))

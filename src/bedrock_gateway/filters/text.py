@@ -49,6 +49,9 @@ __all__ = ["TextRef", "UnknownShapeError", "base_model_id", "decode_blob", "fram
            "request_texts", "response_texts", "set_text", "with_text"]
 
 Path = tuple[str | int, ...]
+# bedrock-agent-runtime shapes live in agent_text.py (which builds on the walkers here).
+_AGENT_OPERATIONS = frozenset({"Retrieve", "RetrieveAndGenerate", "RetrieveAndGenerateStream",
+                               "InvokeAgent"})
 _GEO_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", "global.")
 
 
@@ -315,6 +318,10 @@ def request_texts(operation: str, model_id: str | None, body: dict[str, Any]) ->
         _each(_field("text", "text"))(out, body.get("content"), ("content",))
     elif operation == "InvokeGuardrailChecks":
         _messages(out, body.get("messages"), ("messages",))
+    elif operation in _AGENT_OPERATIONS:
+        from bedrock_gateway.filters.agent_text import agent_request_texts
+
+        return agent_request_texts(operation, body)
     elif operation not in ("GetAsyncInvoke", "ListAsyncInvokes"):
         raise UnknownShapeError(f"no known request shape for {operation}")
     return out
@@ -356,6 +363,10 @@ def response_texts(operation: str, model_id: str | None, body: dict[str, Any]) -
         _by_key(out, body, (), model_id, answer=True)
     elif operation == "ApplyGuardrail":
         _each(_field("text"))(out, body.get("outputs"), ("outputs",))
+    elif operation in _AGENT_OPERATIONS:
+        from bedrock_gateway.filters.agent_text import agent_response_texts
+
+        return agent_response_texts(operation, body)
     elif operation in ("ConverseStream", "InvokeModelWithResponseStream"):
         raise UnknownShapeError(f"{operation} answers are event streams: use frame_text")
     return out
