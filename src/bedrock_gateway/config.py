@@ -85,6 +85,8 @@ class UpstreamSection(_Section):
     services: Annotated[list[Literal["bedrock-runtime", "bedrock-agent-runtime"]],
                         Field(min_length=1)] = ["bedrock-runtime"]
     endpoints: dict[str, str] = {}  # "<service>" or "<service>/<region>" -> URL
+    # InvokeAgent session and memory ids kept apart per principal (or per tenant), or shared.
+    agent_sessions: Literal["principal", "tenant", "shared"] = "principal"
 
     @field_validator("endpoint_url")
     @classmethod
@@ -239,6 +241,10 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
             "SECURITY: [auth] anonymous = true - the gateway accepts calls without credentials"
         )
     middleware: list[Middleware] = []
+    if "bedrock-agent-runtime" in up.services and up.agent_sessions != "shared":
+        from bedrock_gateway.routing.agent_sessions import AgentSessionScope
+
+        middleware.append(AgentSessionScope(up.agent_sessions))
     pricing = build_pricing(config.pricing) if (
         config.usage.log or config.quota.limits or config.pricing.reject_unpriced) else None
     if config.usage.log:  # outermost: refused calls are recorded too

@@ -191,3 +191,50 @@ def test_hostile_agent_paths_are_refused_before_anything_is_sent(
         answer = post(server, path, {"inputText": "x", "retrievalQuery": {"text": "q"}})
         assert answer.status == 400, path
     assert agent_fake.requests == []
+
+
+def test_agent_sessions_and_memories_are_kept_apart_per_principal(
+        configured: ServeConfig, agent_fake: FakeBedrock) -> None:
+    server, _ = configured("", upstream=upstream(agent_fake))
+    client = agents_client(server.url)
+    answer = client.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="shared-name",
+                                 memoryId="mem-1", inputText="hi")
+    assert b"".join(e["chunk"]["bytes"] for e in answer["completion"])
+    assert (answer["sessionId"], answer["memoryId"]) == ("shared-name", "mem-1")  # as sent
+    seen = agent_fake.requests[-1]
+    upstream_session = seen.params["sessionId"]
+    assert upstream_session.endswith("-shared-name") and upstream_session != "shared-name"
+    assert json.loads(seen.body)["memoryId"] == upstream_session.replace("shared-name", "mem-1")
+    with pytest.raises(ClientError) as caught:
+        client.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="s" * 88,
+                            inputText="hi")
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    client.close()
+
+
+def test_two_principals_never_share_an_agent_session() -> None:
+    from bedrock_gateway import Call, Gateway, Principal, Response
+    from bedrock_gateway.routing.agent_sessions import AgentSessionScope
+
+    seen: list[Call] = []
+
+    def handler(call: Call) -> Response:
+        seen.append(call)
+        return Response(200, {"x-amz-bedrock-agent-session-id": call.params["sessionId"]})
+
+    def ask(gateway: Gateway, who: Principal) -> str:
+        answer = gateway.handle("POST", f"/agents/{AGENT}/agentAliases/{ALIAS}/sessions/s1/text",
+                                "", {"content-type": "application/json"}, b'{"inputText":"x"}',
+                                principal=who)
+        assert answer.headers["x-amz-bedrock-agent-session-id"] == "s1"
+        return seen[-1].params["sessionId"]
+
+    per_principal = Gateway(handler, [AgentSessionScope()], anonymous=True,
+                            services=["bedrock-agent-runtime"])
+    alice, bob = Principal("alice", tenant="t"), Principal("bob", tenant="t")
+    assert ask(per_principal, alice) != ask(per_principal, bob)
+    assert ask(per_principal, alice) == ask(per_principal, alice)  # stable across calls
+    per_tenant = Gateway(handler, [AgentSessionScope("tenant")], anonymous=True,
+                         services=["bedrock-agent-runtime"])
+    assert ask(per_tenant, alice) == ask(per_tenant, bob)
+    assert ask(per_tenant, alice) != ask(per_tenant, Principal("alice", tenant="other"))
