@@ -132,7 +132,7 @@ def test_routing_and_caching_md_configs_are_valid() -> None:
 
     for doc, check in (("routing.md", lambda c: [r.alias for r in c.routes] == ["chat-default"] * 2),
                        ("caching.md", lambda c: c.cache is not None and c.cache.ttl_s == 600)):
-        (block,) = re.findall(r"```toml\n(.*?)```", (ROOT / "docs" / doc).read_text(), re.S)
+        block = re.findall(r"```toml\n(.*?)```", (ROOT / "docs" / doc).read_text(), re.S)[0]
         config = parse_config({**tomllib.loads(block), "auth": {"anonymous": True}})
         assert check(config)
         from bedrock_gateway.routing.config import build_cache, build_routing
@@ -141,3 +141,20 @@ def test_routing_and_caching_md_configs_are_valid() -> None:
         assert (router is not None) == bool(config.routes)
         if config.cache is not None:
             build_cache(config.cache.model_copy(update={"store": "memory://"})).close()
+
+
+def test_routing_md_agent_runtime_config_is_valid() -> None:
+    import tomllib
+
+    from bedrock_gateway.config import build_access_rules, parse_config
+
+    block = re.findall(r"```toml\n(.*?)```", (ROOT / "docs" / "routing.md").read_text(), re.S)[1]
+    config = parse_config({**tomllib.loads(block), "auth": {"anonymous": True}})
+    assert config.upstream.services == ["bedrock-runtime", "bedrock-agent-runtime"]
+    (rule,) = build_access_rules(config.access)
+    from bedrock_gateway import Principal
+
+    support = Principal("u", groups=frozenset({"support"}))
+    assert rule.allows(support, "Retrieve", "knowledge-base/KB12345678")
+    assert not rule.allows(support, "Retrieve", "knowledge-base/KB00000000")
+    assert rule.allows(support, "InvokeAgent", "agent/AGENT12345/alias/TSTALIASID")
