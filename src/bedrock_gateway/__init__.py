@@ -7,8 +7,11 @@ re-signed with its own AWS identity (:class:`SigV4Forwarder`).
 
 from typing import TYPE_CHECKING
 
+from bedrock_gateway._lazy import lazy_exports
+
 if TYPE_CHECKING:
     from bedrock_gateway.adapters.asgi import ASGIApp
+    from bedrock_gateway.adapters.aws_lambda.handler import LambdaHandler
     from bedrock_gateway.adapters.wsgi import WSGIApp
     from bedrock_gateway.call import Call, Principal, Response
     from bedrock_gateway.config import ConfigError, GatewayConfig, load_config
@@ -38,6 +41,7 @@ __version__ = "0.1.0"
 # Lambda cold starts and tools, and botocore/pydantic load only when something needs them.
 _HOME = {
     "ASGIApp": "adapters.asgi", "WSGIApp": "adapters.wsgi",
+    "LambdaHandler": "adapters.aws_lambda.handler",
     "Call": "call", "Principal": "call", "Response": "call",
     "ConfigError": "config", "GatewayConfig": "config", "load_config": "config",
     "EventStreamDecoder": "eventstream", "Frame": "eventstream", "encode_frame": "eventstream",
@@ -51,19 +55,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bedrock_gateway' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"bedrock_gateway.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals())
 
 
 __all__ = [
@@ -78,6 +70,7 @@ __all__ = [
     "Gateway",
     "GatewayConfig",
     "GatewayError",
+    "LambdaHandler",
     "Middleware",
     "ModelTimeoutError",
     "Next",

@@ -8,8 +8,9 @@ what a principal may use. Pass both to :class:`~bedrock_gateway.Gateway`
 tenant's upstream calls with its own IAM role.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bedrock_gateway._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from bedrock_gateway.auth.access import AccessPolicy, AccessRule, Decision, Rule
@@ -32,17 +33,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bedrock_gateway.auth' has no attribute {name!r}")
-    value = getattr(import_module(f"bedrock_gateway.auth.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
 
 
 __all__ = [

@@ -140,11 +140,11 @@ def build_filters(entries: list[Any], on_unknown_shape: str) -> tuple[
         list[Middleware], list[Middleware]]:
     """The filter middleware for ``entries``: ``(outer, inner)`` — ``outer`` (guardrail
     injection, content filters) goes before the quota enforcer, ``inner`` (ApplyGuardrail
-    checks, whose own calls must reach Bedrock directly) after it."""
-    from bedrock_gateway.filters.guardrails import Guardrail, GuardrailFilter, GuardrailInjector
+    checks, whose own calls must reach Bedrock directly) after it.
+
+    Each filter's module is imported only when an entry uses it (a Lambda cold start pays for
+    the filters it has, not for all of them)."""
     from bedrock_gateway.filters.middleware import ContentFilter, FilterRule
-    from bedrock_gateway.filters.parameters import ParameterPolicy
-    from bedrock_gateway.filters.size import SizeFilter
 
     rules: list[FilterRule] = []
     outer: list[Middleware] = []
@@ -153,6 +153,12 @@ def build_filters(entries: list[Any], on_unknown_shape: str) -> tuple[
         tenants = frozenset(entry.tenants)
         where = {"input": "input" in entry.applies_to, "output": "output" in entry.applies_to}
         if isinstance(entry, GuardrailConfig):
+            from bedrock_gateway.filters.guardrails import (
+                Guardrail,
+                GuardrailFilter,
+                GuardrailInjector,
+            )
+
             guardrail = Guardrail(entry.identifier, entry.version, trace=entry.trace,
                                   stream_mode=entry.stream_mode)
             default = None if tenants else guardrail
@@ -167,10 +173,14 @@ def build_filters(entries: list[Any], on_unknown_shape: str) -> tuple[
                     response_texts=guardrail_texts("response", on_unknown_shape)))
             continue
         if isinstance(entry, SizeConfig):
+            from bedrock_gateway.filters.size import SizeFilter
+
             flt: Any = SizeFilter(max_prompt_chars=entry.max_prompt_chars,
                                   max_messages=entry.max_messages, max_media=entry.max_media,
                                   name=entry.name or "size")
         elif isinstance(entry, ParametersConfig):
+            from bedrock_gateway.filters.parameters import ParameterPolicy
+
             flt = ParameterPolicy(max_tokens=entry.max_tokens, temperature=entry.temperature,
                                   top_p=entry.top_p, guardrail=entry.guardrail,
                                   strip=tuple(entry.strip), on_violation=entry.on_violation,

@@ -7,15 +7,35 @@ opened with :func:`open_store` and import their client libraries only then).
 See ``docs/quota.md``.
 """
 
-from bedrock_gateway.quota.bounds import InputBound
-from bedrock_gateway.quota.enforcer import QuotaEnforcer
-from bedrock_gateway.quota.ledger import Charge, Decision, QuotaStore, QuotaStoreError
-from bedrock_gateway.quota.limits import Limit
-from bedrock_gateway.quota.pricing import Price, Pricing
-from bedrock_gateway.quota.records import JSONLinesSink, UsageRecord, UsageRecorder
-from bedrock_gateway.quota.stores import open_store
-from bedrock_gateway.quota.stores.memory import MemoryStore
-from bedrock_gateway.quota.usage import Usage
+from typing import TYPE_CHECKING
+
+from bedrock_gateway._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bedrock_gateway.quota.bounds import InputBound
+    from bedrock_gateway.quota.enforcer import QuotaEnforcer
+    from bedrock_gateway.quota.ledger import Charge, Decision, QuotaStore, QuotaStoreError
+    from bedrock_gateway.quota.limits import Limit
+    from bedrock_gateway.quota.pricing import Price, Pricing
+    from bedrock_gateway.quota.records import JSONLinesSink, UsageRecord, UsageRecorder
+    from bedrock_gateway.quota.stores import open_store
+    from bedrock_gateway.quota.stores.memory import MemoryStore
+    from bedrock_gateway.quota.usage import Usage
+
+# Names load on first use (PEP 562). Importing any submodule (``quota.config`` does, for every
+# gateway) runs this file first; eager imports here would load the enforcer, the usage records
+# and the price table for a gateway that has none of them (Lambda cold starts).
+_WHERE = {
+    "InputBound": "bounds", "QuotaEnforcer": "enforcer",
+    **dict.fromkeys(("Charge", "Decision", "QuotaStore", "QuotaStoreError"), "ledger"),
+    "Limit": "limits", "Price": "pricing", "Pricing": "pricing",
+    **dict.fromkeys(("JSONLinesSink", "UsageRecord", "UsageRecorder"), "records"),
+    "open_store": "stores", "MemoryStore": "stores.memory", "Usage": "usage",
+}
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
+
 
 __all__ = [
     "Charge",
