@@ -1,6 +1,5 @@
 import os
-from bedrock_gateway import Gateway
-from bedrock_gateway.adapters.aws_lambda.handler import LambdaHandler
+from bedrock_gateway import Gateway, LambdaHandler
 
 # API Gateway (REST or HTTP API), ALB or function URL: the event type is detected per call.
 handler = LambdaHandler(Gateway.from_config(os.environ.get("BEDROCK_GATEWAY_CONFIG", "gateway.toml")))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from bedrock_gateway.eventstream import iter_frames
 from bedrock_gateway.serve import BackgroundServer
 from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
 
@@ -38,25 +35,11 @@ def load(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["asgi_app", "lambda_style"])
+@pytest.mark.parametrize("name", ["asgi_app", "lambda_handler"])
 def test_readme_shows_the_example_files(name: str) -> None:
     code = (ROOT / "examples" / f"{name}.py").read_text().strip()
     assert code in (ROOT / "README.md").read_text()
     assert len(code.splitlines()) < 10
-
-
-def test_lambda_style_handler(configured: None, fake_bedrock: FakeBedrock) -> None:
-    module = load("lambda_style")
-    body = json.dumps({"messages": MESSAGES})
-    event = {"rawPath": f"/model/{CLAUDE.replace(':', '%3A')}/converse-stream", "rawQueryString": "",
-             "headers": {"content-type": "application/json"}, "body": body, "isBase64Encoded": False,
-             "requestContext": {"http": {"method": "POST"}}}
-    result = module.handler(event, None)
-    assert result["statusCode"] == 200
-    stream = base64.b64decode(result["body"])
-    assert stream == fake_bedrock.last_stream_body
-    assert [f.event_type for f in iter_frames([stream])][-1] == "metadata"
-    module.gateway.close()
 
 
 def test_asgi_example(configured: None, fake_bedrock: FakeBedrock) -> None:

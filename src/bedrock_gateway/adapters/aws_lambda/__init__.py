@@ -1,1 +1,3 @@
-"""AWS Lambda adapters: API Gateway authorizers (and, later, the forwarder handler)."""
+"""AWS Lambda adapters: the function handler for API Gateway, ALB and function URL events
+(``handler``, ``events``), the Python response-streaming runtime loop (``runtime``), and the
+API Gateway Lambda authorizers (``authorizer``)."""
