@@ -152,9 +152,11 @@ def _rest_headers(event: Mapping[str, Any]) -> dict[str, str]:
 def _request_path(event: Mapping[str, Any]) -> str | None:
     """The path as the client sent it, or ``None`` when that cannot be known for sure.
 
-    API Gateway REST decodes ``path``; ``requestContext.path`` is used when it is demonstrably
-    the encoded form of the same path (after the stage). A decoded path still holding ``%``
-    is ambiguous (decoding it again could name another model): no model rules then.
+    Whether API Gateway REST hands ``path`` over raw or decoded is not settled by the sources
+    (see ``events.py``), so this works for both: ``requestContext.path`` is used when it is
+    demonstrably the encoded form of the same path (after the stage), and a path holding
+    ``%`` that cannot be proven so is ambiguous (decoding it could name another model): no
+    early model Deny then. The gateway behind still enforces every rule.
     """
     path = event.get("path")
     if not isinstance(path, str):
