@@ -91,6 +91,7 @@ def test_streamed_answers_are_redacted_or_cut(start: Start, agent_fake: FakeBedr
                               inputText="about Project Falcon and more")
     with pytest.raises(EventStreamError) as caught:
         list(cut["completion"])
+    cut["completion"].close()  # botocore leaves the connection open after an EventStreamError
     assert caught.value.response["Error"]["Code"] == "validationException"
 
 
