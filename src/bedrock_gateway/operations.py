@@ -17,7 +17,8 @@ from urllib.parse import quote, unquote
 
 from bedrock_gateway.errors import UnknownOperationError, ValidationError
 
-__all__ = ["AGENT_RUNTIME", "OPERATIONS", "RUNTIME", "SERVICES", "Operation", "Route", "route"]
+__all__ = ["AGENT_RUNTIME", "OPERATIONS", "RUNTIME", "SERVICES", "Operation", "Route",
+           "rebuild_decoded", "route"]
 
 RUNTIME = "bedrock-runtime"
 AGENT_RUNTIME = "bedrock-agent-runtime"
@@ -149,6 +150,33 @@ def _index(ops: tuple[Operation, ...]) -> dict[tuple[int, str], tuple[Operation,
 
 
 _BY_SHAPE = _index(OPERATIONS)
+
+
+def rebuild_decoded(segments: list[str]) -> str | None:
+    """The canonical raw path for path ``segments`` whose parameters arrived *decoded* (some
+    Lambda integrations decode ``%2F``), or ``None`` when no operation has that shape.
+
+    A decoded path is ambiguous in general, but not here: every template has fixed segments,
+    and only an operation's first parameter (a model id, guardrail or async-invoke ARN) can
+    hold ``/``, so it takes whatever the fixed segments around it leave. Nothing is validated:
+    :func:`route` still decodes and checks every parameter of the result."""
+    for op in OPERATIONS:
+        template = op.template
+        slots = [i for i, seg in enumerate(template) if seg[0] == "{"]
+        extra = len(segments) - len(template)
+        if template[0] != segments[0] or not slots or extra < 0:
+            continue
+        first, params = slots[0], {}
+        for i, seg in enumerate(template):
+            value = ("/".join(segments[first:first + extra + 1]) if i == first else
+                     segments[i] if i < first else segments[i + extra])
+            if seg[0] == "{":
+                params[seg[1:-1]] = value
+            elif seg != value:
+                break
+        else:
+            return op.path(params)
+    return None
 
 
 def route(method: str, raw_path: str, query: str = "",

@@ -144,6 +144,12 @@ def _base64(body: bytes) -> str:
     return base64.b64encode(body).decode("ascii")
 
 
+def _proxy_result(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """The API Gateway (REST and HTTP API) and function URL result shape."""
+    return {"statusCode": status, "headers": dict(headers), "body": _base64(body),
+            "isBase64Encoded": True}
+
+
 class APIGatewayV1Event(LambdaEvent):
     """API Gateway REST proxy integration (and HTTP API payload format 1.0)."""
 
@@ -178,8 +184,7 @@ class APIGatewayV1Event(LambdaEvent):
         )
 
     def render(self, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-        return {"statusCode": status, "headers": dict(headers), "body": _base64(body),
-                "isBase64Encoded": True}
+        return _proxy_result(status, headers, body)
 
 
 def _is_v2(event: Mapping[str, Any]) -> bool:
@@ -223,8 +228,7 @@ class APIGatewayV2Event(LambdaEvent):
         )
 
     def render(self, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-        return {"statusCode": status, "headers": dict(headers), "body": _base64(body),
-                "isBase64Encoded": True}
+        return _proxy_result(status, headers, body)
 
 
 class FunctionURLEvent(APIGatewayV2Event):

@@ -4,14 +4,11 @@ Bedrock paths carry model ids percent-encoded (``:`` as ``%3A``, ``/`` inside AR
 and the gateway routes on the *raw* path so that ``%2F`` is never a separator. Some event
 types hand the function a path that AWS already decoded (see :mod:`.events` for which, with
 sources). A decoded path is ambiguous in general, but not for Bedrock: every operation has a
-fixed template, so the parameter is whatever lies between the fixed segments —
-
-- ``/model/{modelId}/<op>``: everything between ``/model/`` and the last segment;
-- ``/guardrail/{id}/version/{version}/apply``: between ``/guardrail/`` and ``/version/v/apply``;
-- ``/async-invoke/{invocationArn}``: everything after ``/async-invoke/``.
-
-:func:`canonical_path` rebuilds the raw path from those values with botocore's own encoding
-(``quote(value, safe="-._~")``), so a boto3 client's path comes back byte for byte. Nothing is
+fixed template, so the parameter is whatever lies between the fixed segments (for example,
+everything between ``/model/`` and the last segment is the model id).
+:func:`canonical_path` rebuilds the raw path from the operation table
+(:func:`~bedrock_gateway.operations.rebuild_decoded`) with botocore's own encoding, so a boto3
+client's path comes back byte for byte. Nothing is
 validated here: the router still decodes and checks every parameter, so a dot segment, a
 CR/LF or an odd escape in a decoded path is refused there exactly as over plain HTTP.
 """
@@ -21,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote
 
+from bedrock_gateway.operations import rebuild_decoded
+
 __all__ = ["canonical_path", "encode_query", "query_pairs", "split_prefix"]
 
 _PCHAR_SAFE = "/-._~!$&'()*+,;=:@"  # what may stay literal in a path (RFC 3986 pchar + "/")
@@ -29,18 +28,6 @@ _BOTO_SAFE = "-._~"  # botocore's encoding of a path parameter / query component
 
 def _q(value: str) -> str:
     return quote(value, safe=_BOTO_SAFE)
-
-
-def _rebuild(segments: Sequence[str]) -> str | None:
-    """The canonical raw path for decoded ``segments`` of a Bedrock template, or ``None``."""
-    head, n = segments[0], len(segments)
-    if head == "model" and n >= 3:
-        return f"/model/{_q('/'.join(segments[1:-1]))}/{_q(segments[-1])}"
-    if head == "guardrail" and n >= 5 and segments[-3] == "version" and segments[-1] == "apply":
-        return f"/guardrail/{_q('/'.join(segments[1:-3]))}/version/{_q(segments[-2])}/apply"
-    if head == "async-invoke" and n >= 2:
-        return f"/async-invoke/{_q('/'.join(segments[1:]))}"
-    return None
 
 
 def canonical_path(path: str, *, decoded: bool) -> str:
@@ -57,7 +44,7 @@ def canonical_path(path: str, *, decoded: bool) -> str:
     if not decoded and "%" in path:
         return path
     segments = path[1:].split("/")
-    rebuilt = _rebuild(segments)
+    rebuilt = rebuild_decoded(segments)
     if rebuilt is None:
         return path if not decoded else quote(path, safe=_PCHAR_SAFE)
     if not decoded and len(rebuilt[1:].split("/")) == len(segments):
