@@ -11,7 +11,7 @@ import logging
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -24,7 +24,12 @@ from bedrock_gateway.auth.config import (
 from bedrock_gateway.filters.config import FilterConfig, build_filters
 from bedrock_gateway.operations import SERVICES
 from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway, Middleware
-from bedrock_gateway.quota.config import QuotaSection, build_enforcer
+from bedrock_gateway.quota.config import (
+    PricingSection,
+    QuotaSection,
+    build_enforcer,
+    build_pricing,
+)
 from bedrock_gateway.routing.config import (
     CacheSection,
     RouteConfig,
@@ -32,9 +37,6 @@ from bedrock_gateway.routing.config import (
     build_routing,
     route_regions,
 )
-
-if TYPE_CHECKING:
-    from bedrock_gateway.quota.pricing import Pricing
 
 __all__ = ["ConfigError", "GatewayConfig", "build_gateway", "load_config"]
 
@@ -110,22 +112,6 @@ class UpstreamSection(_Section):
         return value
 
 
-class PriceSection(_Section):
-    """USD per 1M tokens."""
-
-    input: Annotated[float, Field(ge=0)]
-    output: Annotated[float, Field(ge=0)]
-    cache_read: Annotated[float, Field(ge=0)] | None = None
-    cache_write: Annotated[float, Field(ge=0)] | None = None
-
-
-class PricingSection(_Section):
-    overrides: dict[str, PriceSection] = {}
-    profiles: dict[str, str] = {}  # application-inference-profile ARN (or alias) -> model id
-    default: PriceSection | None = None
-    reject_unpriced: bool = False  # refuse calls to models with no price (and no default)
-
-
 class UsageSection(_Section):
     log: str | None = None  # a JSON-lines file: one record per call
 
@@ -184,26 +170,6 @@ def load_config(path: str | Path) -> GatewayConfig:
     return parse_config(data, str(path))
 
 
-def build_pricing(section: PricingSection) -> Pricing:
-    """The packaged price table with the configuration's overrides, profiles and default."""
-    from decimal import Decimal
-
-    from bedrock_gateway.quota.pricing import Price, Pricing
-
-    def price(p: PriceSection) -> Price:
-        def dec(v: float | None) -> Decimal | None:
-            return None if v is None else Decimal(str(v))
-
-        return Price(Decimal(str(p.input)), Decimal(str(p.output)), dec(p.cache_read),
-                     dec(p.cache_write))
-
-    return Pricing(
-        overrides={model: price(p) for model, p in section.overrides.items()},
-        profiles=dict(section.profiles),
-        default=price(section.default) if section.default else None,
-    )
-
-
 def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
     """Assemble the :class:`Gateway` a configuration describes."""
     from bedrock_gateway.upstreams import Upstreams
@@ -245,7 +211,7 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
         from bedrock_gateway.routing.agent_sessions import AgentSessionScope
 
         middleware.append(AgentSessionScope(up.agent_sessions))
-    pricing = build_pricing(config.pricing) if (
+    pricing = build_pricing(config.pricing, up.region) if (
         config.usage.log or config.quota.limits or config.pricing.reject_unpriced) else None
     if config.usage.log:  # outermost: refused calls are recorded too
         from bedrock_gateway.quota.records import JSONLinesSink, UsageRecorder

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from bedrock_gateway.quota.enforcer import QuotaEnforcer
     from bedrock_gateway.quota.ledger import Charge, Decision, QuotaStore, QuotaStoreError
     from bedrock_gateway.quota.limits import Limit
-    from bedrock_gateway.quota.pricing import Price, Pricing
+    from bedrock_gateway.quota.prices import Price, Terms
+    from bedrock_gateway.quota.pricing import Pricing
     from bedrock_gateway.quota.records import JSONLinesSink, UsageRecord, UsageRecorder
     from bedrock_gateway.quota.stores import open_store
     from bedrock_gateway.quota.stores.memory import MemoryStore
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "InputBound": "bounds", "QuotaEnforcer": "enforcer",
     **dict.fromkeys(("Charge", "Decision", "QuotaStore", "QuotaStoreError"), "ledger"),
-    "Limit": "limits", "Price": "pricing", "Pricing": "pricing",
+    "Limit": "limits", "Price": "prices", "Terms": "prices", "Pricing": "pricing",
     **dict.fromkeys(("JSONLinesSink", "UsageRecord", "UsageRecorder"), "records"),
     "open_store": "stores", "MemoryStore": "stores.memory", "Usage": "usage",
 }
@@ -49,6 +50,7 @@ __all__ = [
     "QuotaEnforcer",
     "QuotaStore",
     "QuotaStoreError",
+    "Terms",
     "Usage",
     "UsageRecord",
     "UsageRecorder",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from bedrock_gateway.quota.enforcer import QuotaEnforcer
     from bedrock_gateway.quota.pricing import Pricing
 
-__all__ = ["LimitConfig", "QuotaSection", "build_enforcer", "build_limits"]
+__all__ = ["LimitConfig", "PricingSection", "QuotaSection", "build_enforcer", "build_limits",
+           "build_pricing"]
 
 _Count = Annotated[int, Field(ge=0)]
 _Money = Annotated[Decimal, Field(ge=0, max_digits=24, decimal_places=9)]
@@ -35,6 +36,9 @@ class LimitConfig(BaseModel):
     tokens_per_day: _Count | None = None
     usd_per_day: _Money | None = None
     usd_per_month: _Money | None = None
+    # "refuse" (default): a call whose cost cannot be bounded before it runs (unpriced model or
+    # operation) is refused under this entry's dollar limits; "allow": it runs, charged $0.
+    unpriced: Literal["refuse", "allow"] = "refuse"
 
     @model_validator(mode="after")
     def _some_kind(self) -> LimitConfig:
@@ -69,6 +73,85 @@ class QuotaSection(BaseModel):
 
 
 
+_Rate = Annotated[Decimal, Field(ge=0, max_digits=30, decimal_places=12)]
+
+
+class PricingSection(BaseModel):
+    """``[pricing]``: the price table and what the operator adds to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A whole price table (JSON, the packaged pricing.json's format) instead of the packaged
+    # one: negotiated or private prices.
+    table: str | None = None
+    # model id (as sent, or the base id for every geography) -> a rate set or a whole entry
+    # ({"rates", "geo", "regions"}) as in pricing.json; numbers or decimal strings.
+    overrides: dict[str, dict[str, Any]] = {}
+    profiles: dict[str, str] = {}  # application-inference-profile ARN (or alias) -> model id
+    default: dict[str, Any] | None = None  # a rate set for models the table does not price
+    # Per-call prices of operations not billed by model usage (bedrock-agent-runtime:
+    # "Retrieve", "RetrieveAndGenerate", "InvokeAgent", ...), in USD.
+    operations: dict[str, _Rate] = {}
+    reject_unpriced: bool = False  # refuse calls to models with no price (and no default)
+
+    @field_validator("table")
+    @classmethod
+    def _readable_table(cls, value: str | None) -> str | None:
+        if value is not None:
+            _load_table(value)
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _valid_overrides(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from bedrock_gateway.quota.pricing import Pricing
+
+        Pricing(table={"models": {}}, overrides=value)  # raises naming the bad entry
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _valid_default(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from bedrock_gateway.quota.prices import Price
+
+        if value is not None:
+            Price.from_mapping(value, "pricing default")
+        return value
+
+
+def _load_table(path: str) -> dict[str, Any]:
+    """A price-table file, checked entry by entry (errors name the entry)."""
+    import json
+
+    from bedrock_gateway.quota.pricing import Pricing
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the price table {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a price table is a JSON object")
+    try:
+        Pricing(table=data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return data
+
+
+def build_pricing(section: PricingSection, region: str | None = None) -> Pricing:
+    """The price table (packaged or ``table``) with overrides, profiles, default and
+    operation prices; ``region`` prices bare model ids (the gateway's upstream region)."""
+    from bedrock_gateway.quota.prices import Price
+    from bedrock_gateway.quota.pricing import Pricing
+
+    return Pricing(
+        _load_table(section.table) if section.table else None,
+        overrides=section.overrides, profiles=dict(section.profiles),
+        default=Price.from_mapping(section.default, "pricing default") if section.default
+        else None, region=region, operations=dict(section.operations))
+
+
 def build_limits(entries: list[LimitConfig]) -> list[Limit]:
     limits = []
     for entry in entries:
@@ -80,7 +163,7 @@ def build_limits(entries: list[LimitConfig]) -> list[Limit]:
             limits.append(Limit(entry.scope, kind, Decimal(value),
                                 tenants=frozenset(entry.tenants),
                                 subjects=frozenset(entry.subjects), models=tuple(entry.models),
-                                name=name))
+                                name=name, allow_unpriced=entry.unpriced == "allow"))
     return limits
 
 

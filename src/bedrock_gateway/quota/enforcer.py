@@ -2,18 +2,22 @@
 
 For each call, every :class:`~bedrock_gateway.quota.limits.Limit` that counts it becomes a
 :class:`~bedrock_gateway.quota.ledger.Charge` of the call's worst case — 1 request; input bound
-+ output bound tokens; those tokens at the model's dearest input rate (a cache write can cost
-more than plain input) plus the output rate, in nano-USD rounded up. All charges are reserved
++ output bound tokens; in AWS dollars, what Bedrock could bill for it at most
+(:mod:`~bedrock_gateway.quota.costing`: the dearest input-side rate — a 1-hour cache write where
+one may happen — the long-context rates when the prompt may pass their threshold, the asked-for
+service tier; seconds of video, images, guardrail text units), in nano-USD rounded up. A call
+whose cost cannot be bounded is refused under a dollar limit unless the limit allows unpriced
+calls. All charges are reserved
 in one atomic store operation; if any does not fit the call is refused before it costs
 anything: a rate with 429 ``ThrottlingException`` and ``x-amz-retry-after`` (ms), a budget with
 400 ``ServiceQuotaExceededException`` naming the limit and the period.
 
 When the response is finished with — completed, failed, or the client gone mid-stream — the
-close hook settles: requests stay counted; tokens and cost become the real usage (nothing for a
-failed call); a stream whose final usage never arrived is charged its worst case, because
-Bedrock may have billed tokens the gateway never saw. With the ``bytes`` input bound the real
-usage never exceeds the reservation, so no interleaving of calls lets settled spend pass a
-budget. See ``docs/quota.md``.
+close hook settles: requests stay counted; tokens and cost become the real usage, priced as
+AWS bills it (nothing for a failed call); a stream whose final usage never arrived is charged
+its worst case, because Bedrock may have billed tokens the gateway never saw. With the
+``bytes`` input bound the real bill never exceeds the reservation, so no interleaving of calls
+lets settled spend pass a budget. See ``docs/quota.md``.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
-from typing import Any
+from decimal import Decimal
 
 from bedrock_gateway.auth.access import call_resources
 from bedrock_gateway.call import Call, Response
@@ -33,59 +36,30 @@ from bedrock_gateway.errors import (
     ThrottlingError,
     ValidationError,
 )
+from bedrock_gateway.operations import RUNTIME
 from bedrock_gateway.pipeline import Next
 from bedrock_gateway.quota.bounds import InputBound, generates, output_bound
+from bedrock_gateway.quota.costing import Costing, costing_for, settled_atto
 from bedrock_gateway.quota.count_tokens import count_input_tokens
 from bedrock_gateway.quota.ledger import Charge, Decision, QuotaStore, hold_slot
 from bedrock_gateway.quota.limits import NANO_USD, Limit, period_of
 from bedrock_gateway.quota.meter import QUOTA_NOTE, Meter, QuotaNote
-from bedrock_gateway.quota.pricing import Price, Pricing
+from bedrock_gateway.quota.prices import usd as usd_of
+from bedrock_gateway.quota.pricing import Pricing
 from bedrock_gateway.quota.stores.memory import MemoryStore
+from bedrock_gateway.quota.terms import billed_model
 
 __all__ = ["QuotaEnforcer"]
 
 log = logging.getLogger("bedrock_gateway.quota")
 _HEADER = "x-bedrock-gateway-remaining-"
-_ROUTE = "bedrock_gateway.route"  # routing.aliases.ROUTE_KEY
-
-
-def nano_usd(usd: Decimal) -> int:
-    return int((usd * NANO_USD).to_integral_value(rounding=ROUND_CEILING))
-
-
-@dataclass(frozen=True, slots=True)
-class _Rates:
-    """A price in nano-USD per 1M tokens (integers: rates have at most 9 decimals), so a cost
-    is one exact integer sum, rounded up to the nano-dollar."""
-
-    input: int
-    output: int
-    cache_read: int
-    cache_write: int
-
-    @classmethod
-    def of(cls, price: Price) -> _Rates:
-        def n(rate: Decimal | None) -> int:
-            return nano_usd(price.input if rate is None else rate)
-
-        return cls(n(price.input), n(price.output), n(price.cache_read), n(price.cache_write))
-
-    def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
-             cache_write: int = 0) -> int:
-        total = (input_tokens * self.input + output_tokens * self.output
-                 + cache_read * self.cache_read + cache_write * self.cache_write)
-        return -(-total // 1_000_000)
-
-    def worst(self, input_tokens: int, output_tokens: int) -> int:
-        """Input at the dearest input rate: a cache write may cost more than plain input."""
-        dearest = max(self.input, self.cache_read, self.cache_write)
-        return -(-(input_tokens * dearest + output_tokens * self.output) // 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
 class _Worst:
     tokens: int
     usd: int  # nano-USD
+    atto: int = 0  # the same, exact (atto-USD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +70,8 @@ class _Held:
     charges: list[Charge]
     slot: int
     worst: _Worst
-    price: _Rates | None
+    costing: Costing | None  # None: an unpriced call a limit allowed (charged $0)
     note: QuotaNote
-    route: dict[str, Any] | None  # the alias route note, when a router resolved the model
 
 
 class QuotaEnforcer:
@@ -132,7 +105,6 @@ class QuotaEnforcer:
         self.ttl_ms = int(reservation_ttl_s * 1000)
         self.reject_unpriced = reject_unpriced
         self.clock = clock
-        self._rates: dict[Price, _Rates] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -148,14 +120,14 @@ class QuotaEnforcer:
                    if (key := limit.scope_key(principal, model)) is not None]
         if not matched and not self.reject_unpriced:
             return next_(call)
-        generating = generates(call)
-        units = {limit.spec.unit for limit, _ in matched}
-        price = self._price(call, "usd" in units or self.reject_unpriced) if generating \
-            else None
+        costing = self._costing(call, [limit for limit, _ in matched if limit.spec.unit == "usd"])
         if not matched:
             return next_(call)
-        worst = self._worst(call, next_, price) if generating and units - {"requests"} \
-            else _Worst(0, 0)
+        generating = generates(call)
+        units = {limit.spec.unit for limit, _ in matched}
+        if "usd" not in units:
+            costing = None
+        worst = self._worst(call, next_, costing, generating and bool(units - {"requests"}))
         now_ms = int(self.clock() * 1000)
         charges = [self._charge(limit, key, worst, now_ms) for limit, key in matched]
         for (limit, _), charge in zip(matched, charges, strict=True):
@@ -180,9 +152,7 @@ class QuotaEnforcer:
         limits = tuple(limit for limit, _ in matched)
         note = QuotaNote(tuple(limit.name for limit in limits))
         call.attrs[QUOTA_NOTE] = note
-        route = call.attrs.get(_ROUTE)
-        held = _Held(limits, charges, slot, worst, price, note,
-                     route if isinstance(route, dict) else None)
+        held = _Held(limits, charges, slot, worst, costing, note)
         try:
             response = next_(call)
         except BaseException:
@@ -190,52 +160,40 @@ class QuotaEnforcer:
             raise
         _remaining_headers(response, limits, decision)
         meter = Meter.of(call, response)
-        response.on_close(lambda: self._finish(held, meter, generating))
+        response.on_close(lambda: self._finish(call, held, meter, generating))
         return response
 
     # -- before -----------------------------------------------------------------------------
 
-    def _price(self, call: Call, required: bool) -> _Rates | None:
-        """The rates a reservation is held at: the model's, or — when a route may fall back to
-        other models — the dearest of each rate among all of them, so no fallback can cost
-        more than was reserved."""
-        route = call.attrs.get(_ROUTE)
-        models = [call.model_id, *(route.get("fallback", ()) if isinstance(route, dict) else ())]
-        rates = [self._rates_for(m, required) for m in models]
-        known = [r for r in rates if r is not None]
-        if not known or len(known) < len(rates):  # some model has no price (not required)
+    def _costing(self, call: Call, usd_limits: list[Limit]) -> Costing | None:
+        """How the call is priced; refused when no dollar limit may count it unpriced."""
+        if not usd_limits and not self.reject_unpriced:
             return None
-        if len(known) == 1:
-            return known[0]
-        return _Rates(*(max(getattr(r, f) for r in known)
-                        for f in ("input", "output", "cache_read", "cache_write")))
-
-    def _rates_for(self, model: str | None, required: bool) -> _Rates | None:
-        price = self.pricing.price_for(model) if model else None
-        if price is not None:
-            rates = self._rates.get(price)
-            if rates is None:
-                rates = self._rates[price] = _Rates.of(price)
-            return rates
-        if required:
-            raise ValidationError(
-                f"The model {model} has no price configured at the gateway, so its cost cannot"
-                " be bounded; ask the gateway operator to add it to [pricing].")
+        costing = costing_for(call, self.pricing)
+        if costing is not None:
+            return costing
+        model = billed_model(call)
+        strict = [limit for limit in usd_limits if not limit.allow_unpriced]
+        if strict or (self.reject_unpriced and model is not None and generates(call)):
+            raise ValidationError(_unpriced_reason(call, model, strict))
         return None
 
-    def _worst(self, call: Call, next_: Next, price: _Rates | None) -> _Worst:
-        output = output_bound(call, self.default_max_tokens)
-        if output is None:
-            raise ValidationError(
-                "The gateway cannot find this model's maximum-output-tokens field and enforces"
-                " token quotas: set max_tokens (or the model's equivalent) in the request.")
-        inp = count_input_tokens(call, next_) if self.count_tokens else None
-        if inp is None:
-            inp = self.input_bound(call)
-        usd = 0
-        if price is not None:
-            usd = price.worst(inp, output)
-        return _Worst(inp + output, usd)
+    def _worst(self, call: Call, next_: Next, costing: Costing | None,
+               bounds: bool) -> _Worst:
+        """Tokens and dollars the call can cost at most."""
+        inp = output = 0
+        if bounds or (costing is not None and costing.kind == "model"):
+            bound = output_bound(call, self.default_max_tokens)
+            if bound is None:
+                raise ValidationError(
+                    "The gateway cannot find this model's maximum-output-tokens field and"
+                    " enforces token quotas: set max_tokens (or the model's equivalent) in the"
+                    " request.")
+            output = bound
+            counted = count_input_tokens(call, next_) if self.count_tokens else None
+            inp = counted if counted is not None else self.input_bound(call)
+        atto = costing.worst(inp, output) if costing is not None else 0
+        return _Worst(inp + output if bounds else 0, nano_usd_of(atto), atto)
 
     def _charge(self, limit: Limit, key: str, worst: _Worst, now_ms: int) -> Charge:
         spec = limit.spec
@@ -260,23 +218,23 @@ class QuotaEnforcer:
 
     # -- after ------------------------------------------------------------------------------
 
-    def _finish(self, held: _Held, meter: Meter, generating: bool) -> None:
-        usage, price, worst, note = meter.usage, held.price, held.worst, held.note
-        route = held.route
-        served = (route.get("served") or route.get("model")) if route is not None else None
-        if price is not None and isinstance(served, str):  # priced at the model that answered
-            price = self._rates_for(served, False) or price
-        tokens, usd = 0, 0
-        if meter.status == 200 and meter.complete and usage is not None:
+    def _finish(self, call: Call, held: _Held, meter: Meter, generating: bool) -> None:
+        usage, worst, note, costing = meter.usage, held.worst, held.note, held.costing
+        ok = meter.status == 200
+        tokens = 0
+        if ok and meter.complete and usage is not None:
             tokens = usage.total_tokens
-            if price is not None:
-                usd = price.cost(usage.input_tokens, usage.output_tokens,
-                                 usage.cache_read_tokens, usage.cache_write_tokens)
-        elif meter.status == 200 and generating:  # cut short, or usage not readable
-            tokens, usd = worst.tokens, worst.usd
+        elif ok and generating:  # cut short, or usage not readable
+            tokens = worst.tokens
             note.estimated = True
-        if price is not None:
+        usd = 0
+        if costing is not None:
+            atto, estimated = settled_atto(costing, call, self.pricing, usage, ok=ok,
+                                           complete=meter.complete, worst_atto=worst.atto)
+            note.estimated = note.estimated or estimated
+            usd = nano_usd_of(atto)
             note.cost_usd = Decimal(usd) / NANO_USD
+            note.cost_exact = usd_of(atto)
         actual = [1 if _is_requests(limit) else tokens if limit.spec.unit == "tokens" else usd
                   for limit in held.limits]
         self._settle(held, actual)
@@ -290,6 +248,28 @@ class QuotaEnforcer:
                 if attempt == 2:
                     log.error("quota settle failed; holds expire at their deadline, unrecorded"
                               " usage %s on %s: %r", actual, [c.key for c in held.charges], exc)
+
+
+def nano_usd_of(atto: int) -> int:
+    """Atto-USD rounded up to the nano-dollar (budgets count nano-USD)."""
+    return -(-atto // 1_000_000_000)
+
+
+def _unpriced_reason(call: Call, model: str | None, strict: list[Limit]) -> str:
+    name = call.operation.name
+    limit = f" under the {strict[0].name} limit" if strict else ""
+    if call.operation.service != RUNTIME:
+        return (f"{name} has no per-call price at the gateway, so its cost cannot be bounded"
+                f"{limit}; ask the gateway operator to set [pricing.operations] {name}.")
+    if name in ("ApplyGuardrail", "InvokeGuardrailChecks"):
+        return (f"The gateway has no guardrail prices, so the cost of {name} cannot be"
+                f" bounded{limit}.")
+    if name == "StartAsyncInvoke" and model is not None:
+        return (f"The cost of this asynchronous invocation of {model} cannot be bounded"
+                f"{limit}: the gateway needs the model's per-second or per-image price and"
+                " the request's duration or image count.")
+    return (f"The model {model} has no price configured at the gateway, so its cost cannot be"
+            f" bounded{limit}; ask the gateway operator to add it to [pricing].")
 
 
 def _is_requests(limit: Limit) -> bool:

@@ -106,6 +106,8 @@ class Limit:
     subjects: frozenset[str] = frozenset()
     models: tuple[str, ...] = ()
     name: str = ""
+    # A dollar limit that lets through calls whose cost cannot be bounded (charged $0).
+    allow_unpriced: bool = False
     _models: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
     _tag: str = field(default="", repr=False, compare=False)
 

@@ -1,19 +1,23 @@
-"""Model prices (USD per 1M tokens) and the cost of a call, in :class:`~decimal.Decimal`.
+"""The price table: which :class:`~.prices.Price` a model id is billed at, where.
 
-The packaged table (``pricing.json``, with its source and date) is keyed by base model ids or
-globs. :meth:`Pricing.price_for` resolves what a client sends, in this order:
+The packaged table (``pricing.json``, made by ``scripts/gen_pricing.py`` with each entry's
+source and date) is keyed by base model ids (globs allowed). Each entry has ``rates`` for the
+bare model id invoked in-region, and may have ``geo`` rates per cross-region profile prefix
+(``us``, ``eu``, ``apac``, ``jp``, ``au``, ``ca``, ``us-gov``, ``in``, ``global``) and
+``regions`` rates for a bare id invoked in a region priced differently (GovCloud, say).
+:meth:`Pricing.price_for` resolves what a client sends, in this order:
 
 1. ``overrides`` on the id as given;
 2. ``profiles`` (application-inference-profile ARN or alias -> model id, resolved again);
-3. an ARN (``foundation-model/…`` or ``inference-profile/…``) -> its resource id, resolved again;
-4. a cross-region prefix (``us.``, ``eu.``, ``apac.``, ``jp.``, ``au.``, ``ca.``, ``us-gov.``,
-   ``global.``) -> the base model: ``overrides`` then the table (the prefixed id first), with the
-   model's ``regional`` rate for a geography prefix (``global.`` keeps the base rate);
-5. the table on the id as given;
-6. ``default`` (a warning, once per model id), else ``None`` (a warning, once): never a silent $0.
+3. an ARN (``foundation-model/…`` or ``inference-profile/…``) -> its resource id, again;
+4. a cross-region prefix -> the base model (``overrides``, then the table with the prefixed id
+   first): its ``geo`` rates for that prefix, else its in-region ``rates``;
+5. the bare id: its ``regions`` rates for the gateway's region, else ``rates``;
+6. ``default`` (a warning, once per model id), else ``None`` (a warning, once): never a
+   silent $0.
 
-Exact keys beat globs; among globs the longest pattern wins. Cache tokens with no cache rate
-are charged at the input rate.
+Exact keys beat globs; among globs the longest pattern wins. Resolutions are memoized per
+(model id, region), so a lookup on the hot path is one dict read.
 """
 
 from __future__ import annotations
@@ -23,122 +27,95 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["CROSS_REGION_PREFIXES", "Price", "Pricing", "load_packaged_table"]
+from bedrock_gateway.quota.prices import Price, Rates, parse_rate
+
+__all__ = ["CROSS_REGION_PREFIXES", "GUARDRAIL_POLICIES", "Price", "Pricing",
+           "geography_of", "load_packaged_table"]
 
 log = logging.getLogger("bedrock_gateway.quota")
 
 GLOBAL_PREFIX = "global."
-CROSS_REGION_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", GLOBAL_PREFIX)
+CROSS_REGION_PREFIXES = ("us-gov.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "in.",
+                         GLOBAL_PREFIX)
+# ApplyGuardrail usage members that are billed (sensitiveInformationPolicyFreeUnits is not).
+GUARDRAIL_POLICIES = ("contentPolicyUnits", "topicPolicyUnits", "wordPolicyUnits",
+                      "sensitiveInformationPolicyUnits", "contextualGroundingPolicyUnits",
+                      "automatedReasoningPolicyUnits", "contentPolicyImageUnits")
 _MODEL_ARN = re.compile(
     r"arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|inference-profile)/(?P<id>.+)"
 )
-_PRICE_KEYS = frozenset({"input", "output", "cache_read", "cache_write"})
-_ENTRY_KEYS = _PRICE_KEYS | {"regional", "note"}
-_MILLION = Decimal(1_000_000)
+_META = frozenset({"name", "kind", "source", "date", "note"})
+_ENTRY_KEYS = _META | {"rates", "geo", "regions"}
+_GEOS = frozenset(p.rstrip(".") for p in CROSS_REGION_PREFIXES)
 _MAX_DEPTH = 8  # profile -> ARN -> prefixed id chains are short; this stops alias cycles
 _MAX_WARNED = 1024  # model ids come from clients: bound the once-only memory
+_MAX_MEMO = 4096
 
 
-def _rate(value: object, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise TypeError(f"{what}: a price must be a number, not {value!r}")
-    try:
-        rate = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    except ArithmeticError:  # decimal.InvalidOperation: "abc"
-        rate = Decimal("NaN")
-    if not rate.is_finite() or rate < 0:
-        raise ValueError(f"{what}: a price must be a finite number >= 0, not {value!r}")
-    return rate
+def geography_of(model_id: str) -> str:
+    """``global``, a geo prefix (``us``, ``eu``, …), ``in-region`` for a bare id, or
+    ``profile`` for an application inference profile ARN."""
+    if ":application-inference-profile/" in model_id:
+        return "profile"
+    resource = model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
+    prefix = next((p for p in CROSS_REGION_PREFIXES if resource.startswith(p)), None)
+    return prefix.rstrip(".") if prefix else "in-region"
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
-    """USD per 1M tokens. A cache rate of ``None`` charges those tokens at the input rate."""
+class _Entry:
+    """One model's rates: in-region, per geography prefix, per region."""
 
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
+    __slots__ = ("geo", "kind", "rates", "regions")
 
-    def __post_init__(self) -> None:
-        for name in ("input", "output", "cache_read", "cache_write"):
-            value = getattr(self, name)
-            if value is None and name.startswith("cache"):
-                continue
-            if not isinstance(value, Decimal):  # floats would carry binary error into money
-                raise TypeError(f"Price.{name} must be a Decimal, not {type(value).__name__}")
-            _rate(value, f"Price.{name}")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], what: str = "price") -> Price:
-        """``{"input": .., "output": .., "cache_read"?: .., "cache_write"?: ..}`` (numbers)."""
+    def __init__(self, data: Price | Mapping[str, Any], what: str) -> None:
+        self.geo: dict[str, Price] = {}
+        self.regions: dict[str, Price] = {}
+        self.kind = "text"
+        if isinstance(data, Price):
+            self.rates = data
+            return
         if not isinstance(data, Mapping):
             raise TypeError(f"{what}: expected a mapping, not {type(data).__name__}")
-        unknown = set(data) - _PRICE_KEYS
+        if "rates" not in data:  # a bare rate set (overrides, hand-written tables)
+            self.rates = Price.from_mapping({k: v for k, v in data.items() if k not in _META},
+                                            what)
+            return
+        unknown = set(data) - _ENTRY_KEYS
         if unknown:
             raise ValueError(f"{what}: unknown keys {sorted(unknown)}")
-        missing = {"input", "output"} - set(data)
-        if missing:
-            raise ValueError(f"{what}: missing {sorted(missing)}")
+        self.kind = str(data.get("kind", "text"))
+        self.rates = Price.from_mapping(data["rates"], f"{what}.rates")
+        for name, into in (("geo", self.geo), ("regions", self.regions)):
+            variants = data.get(name) or {}
+            if not isinstance(variants, Mapping):
+                raise TypeError(f"{what}.{name}: expected a mapping")
+            for key, rates in variants.items():
+                if name == "geo" and key not in _GEOS:
+                    raise ValueError(f"{what}.geo: unknown prefix {key!r}; use one of"
+                                     f" {sorted(_GEOS)}")
+                into[key] = Price.from_mapping(rates, f"{what}.{name}[{key!r}]")
 
-        def opt(key: str) -> Decimal | None:
-            value = data.get(key)
-            return None if value is None else _rate(value, f"{what}.{key}")
-
-        return cls(_rate(data["input"], f"{what}.input"), _rate(data["output"], f"{what}.output"),
-                   opt("cache_read"), opt("cache_write"))
-
-    def cost(self, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
-             cache_write_tokens: int = 0) -> Decimal:
-        """Exact USD: tokens x rate / 1,000,000 (not rounded; round only for display)."""
-        counts = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
-        for count in counts:
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise ValueError(f"token counts must be integers >= 0, not {count!r}")
-        rates = (self.input, self.output, self.cache_read if self.cache_read is not None
-                 else self.input, self.cache_write if self.cache_write is not None else self.input)
-        with localcontext() as ctx:
-            ctx.prec = 60  # far beyond any bill: the products and the sum stay exact
-            total = sum((Decimal(n) * r for n, r in zip(counts, rates, strict=True)), Decimal(0))
-            return total / _MILLION
-
-
-_MISSING = object()
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    price: Price
-    regional: Price | None = None  # for geography-prefixed cross-region profiles
-
-
-def _entry(data: Price | Mapping[str, Any], what: str) -> _Entry:
-    if isinstance(data, Price):
-        return _Entry(data)
-    if not isinstance(data, Mapping):
-        raise TypeError(f"{what}: expected a Price or a mapping, not {type(data).__name__}")
-    unknown = set(data) - _ENTRY_KEYS
-    if unknown:
-        raise ValueError(f"{what}: unknown keys {sorted(unknown)}")
-    base = Price.from_mapping({k: v for k, v in data.items() if k in _PRICE_KEYS}, what)
-    regional = data.get("regional")
-    if regional is None:
-        return _Entry(base)
-    return _Entry(base, Price.from_mapping(regional, f"{what}.regional"))
+    def variant(self, geo: str | None, region: str | None) -> Price:
+        if geo is not None:
+            return self.geo.get(geo, self.rates)
+        if region is not None:
+            return self.regions.get(region, self.rates)
+        return self.rates
 
 
 class _Table:
     """Exact keys first, then globs (longest pattern first)."""
 
     def __init__(self, entries: Mapping[str, Price | Mapping[str, Any]], what: str) -> None:
-        parsed = {key: _entry(value, f"{what}[{key!r}]") for key, value in entries.items()}
+        if not isinstance(entries, Mapping):
+            raise TypeError(f"{what}: expected a mapping of model id to prices")
+        parsed = {key: _Entry(value, f"{what}[{key!r}]") for key, value in entries.items()}
         self.exact = {k: v for k, v in parsed.items() if not any(c in k for c in "*?[")}
         self.globs = sorted(((k, v) for k, v in parsed.items() if k not in self.exact),
                             key=lambda kv: -len(kv[0]))
@@ -149,96 +126,149 @@ class _Table:
             found = next((e for pattern, e in self.globs if fnmatchcase(model_id, pattern)), None)
         return found
 
+    def __len__(self) -> int:
+        return len(self.exact) + len(self.globs)
+
 
 def load_packaged_table() -> dict[str, Any]:
-    """The packaged ``pricing.json`` (numbers as exact Decimals), read via importlib.resources."""
+    """The packaged ``pricing.json``, read via importlib.resources."""
     text = resources.files(__package__ or "bedrock_gateway.quota").joinpath("pricing.json")
-    data: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"), parse_float=Decimal)
+    data: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
     return data
 
 
-class Pricing:
-    """Prices models: the packaged table (or ``table``), ``overrides``, ``profiles``, ``default``.
+_MISSING = object()
 
-    ``table`` is either a whole document (``{"source", "date", "models": {...}}``) or just
-    the models mapping (model id or glob -> ``{"input", "output", "cache_read"?,
-    "cache_write"?, "regional"?: {...}}``).
+
+class Pricing:
+    """Prices models: the packaged table (or ``table``), ``overrides``, ``profiles``,
+    ``default``; ``region`` is the gateway's upstream region (prices of bare model ids).
+
+    ``table`` is a whole document (``{"models": {...}, "guardrails"?: {...}}``) or just the
+    models mapping. ``operations`` prices calls that are not billed by model usage, per call
+    (``{"Retrieve": "0.002", "InvokeAgent": "0.05"}``): without one, such a call cannot be
+    held to a dollar limit.
     """
 
     def __init__(self, table: Mapping[str, Any] | None = None, *,
                  overrides: Mapping[str, Price | Mapping[str, Any]] | None = None,
-                 profiles: Mapping[str, str] | None = None,
-                 default: Price | None = None) -> None:
+                 profiles: Mapping[str, str] | None = None, default: Price | None = None,
+                 region: str | None = None,
+                 operations: Mapping[str, Any] | None = None) -> None:
         document: Mapping[str, Any] = load_packaged_table() if table is None else table
         models = document.get("models", document)
-        if not isinstance(models, Mapping):
-            raise TypeError("pricing table: 'models' must be a mapping")
-        self.source: str | None = document.get("source") if models is not document else None
-        self.date: str | None = document.get("date") if models is not document else None
+        whole = models is not document
+        self.source: str | None = _text(document.get("sources") or document.get("source")) \
+            if whole else None
+        self.date: str | None = document.get("generated") or document.get("date") \
+            if whole else None
         self._table = _Table(models, "pricing table")
         self._overrides = _Table(overrides or {}, "pricing overrides")
         self._profiles = dict(profiles or {})
         if default is not None and not isinstance(default, Price):
             raise TypeError("default must be a Price")
         self.default = default
+        self.region = region
+        guardrails = (document.get("guardrails") or {}) if whole else {}
+        if table is not None and not guardrails:
+            guardrails = load_packaged_table().get("guardrails") or {}
+        per_1000 = guardrails.get("per_1000_units", {}) if isinstance(guardrails, Mapping) \
+            else {}
+        self.guardrails: dict[str, Decimal] = {
+            k: parse_rate(v, f"guardrails.per_1000_units[{k!r}]") for k, v in per_1000.items()}
+        self.operations: dict[str, Decimal] = {
+            k: parse_rate(v, f"pricing operations[{k!r}]") for k, v in (operations or {}).items()}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-        self._resolved: dict[str, object] = {}  # model id -> Price | None
+        self._resolved: dict[tuple[str, str | None], object] = {}
 
-    def price_for(self, model_id: str) -> Price | None:
-        """The price of one call to ``model_id`` (see the module docstring for the order)."""
-        if "%" in model_id:  # a percent-encoded id from a URL path
-            model_id = unquote(model_id)
-        cached = self._resolved.get(model_id, _MISSING)
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def price_for(self, model_id: str, region: str | None = None) -> Price | None:
+        """The price of one call to ``model_id`` in ``region`` (default: the gateway's)."""
+        region = region or self.region
+        key = (model_id, region)
+        cached = self._resolved.get(key, _MISSING)
         if cached is _MISSING:  # the table never changes: resolve each id once (bounded)
-            cached = self._resolve(model_id, 0)
-            if len(self._resolved) >= 4096:
+            plain = unquote(model_id) if "%" in model_id else model_id
+            cached = self._resolve(plain, region, 0)
+            if len(self._resolved) >= _MAX_MEMO:
                 self._resolved.clear()
-            self._resolved[model_id] = cached
-        price = cached if isinstance(cached, Price) else None
-        if price is not None:
-            return price
+            self._resolved[key] = cached
+        if isinstance(cached, Price):
+            return cached
         if self.default is not None:
             self._warn_once(model_id, "unpriced model %r charged at the default rate")
             return self.default
         self._warn_once(model_id, "unpriced model %r: no price in the table; its cost is unknown")
         return None
 
+    def rates_for(self, model_id: str, region: str | None = None) -> Rates | None:
+        """The compiled (integer) rates of :meth:`price_for`."""
+        price = self.price_for(model_id, region)
+        return None if price is None else price.compiled()
+
     def cost(self, model_id: str, input_tokens: int, output_tokens: int,
-             cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> Decimal | None:
-        """USD for one call, or ``None`` when the model has no price and there is no default."""
+             cache_read_tokens: int = 0, cache_write_tokens: int = 0, **dimensions: Any
+             ) -> Decimal | None:
+        """USD for one call, or ``None`` when the model has no price and there is no default.
+        ``dimensions``: ``cache_write_1h_tokens``, ``tier``, ``latency``."""
         price = self.price_for(model_id)
         if price is None:
             return None
-        return price.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+        return price.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                          **dimensions)
 
-    def _resolve(self, model_id: str, depth: int) -> Price | None:
+    def guardrail_atto(self, units: tuple[tuple[str, int], ...]) -> int | None:
+        """Atto-USD for ApplyGuardrail's billed units by policy; ``None`` if a policy that
+        processed units has no price."""
+        total = 0
+        for policy, count in units:
+            if not count:
+                continue
+            rate = self.guardrails.get(policy)
+            if rate is None:
+                return None
+            total += count * int(rate * 10**12) * 1_000  # pico per 1,000 units -> atto
+        return total
+
+    def guardrail_worst_atto(self, text_units: int, image_units: int) -> int | None:
+        """The most ``text_units`` of text and ``image_units`` images can cost: every text
+        policy applied to every unit (a guardrail's policies are not known in advance)."""
+        text = [r for k, r in self.guardrails.items() if k != "contentPolicyImageUnits"]
+        if not text:
+            return None
+        image = self.guardrails.get("contentPolicyImageUnits", Decimal(0))
+        per_1000 = sum(text, Decimal(0))
+        return (text_units * int(per_1000 * 10**12) + image_units * int(image * 10**12)) * 1_000
+
+    def _resolve(self, model_id: str, region: str | None, depth: int) -> Price | None:
         if depth > _MAX_DEPTH:
             return None
         found = self._overrides.get(model_id)
         if found is not None:
-            return found.price
+            return found.variant(None, region)
         alias = self._profiles.get(model_id)
         if alias is not None:
-            return self._resolve(alias, depth + 1)
+            return self._resolve(alias, region, depth + 1)
         arn = _MODEL_ARN.fullmatch(model_id)
         if arn is not None:
-            return self._resolve(arn["id"], depth + 1)
+            return self._resolve(arn["id"], region, depth + 1)
         prefix = next((p for p in CROSS_REGION_PREFIXES if model_id.startswith(p)), None)
         if prefix is not None:
             base = model_id.removeprefix(prefix)
+            geo = prefix.rstrip(".")
             found = self._overrides.get(base)
-            if found is None:
-                exact = self._table.get(model_id)  # the table may price a profile itself
-                if exact is not None:
-                    return exact.price
-                found = self._table.get(base)
             if found is not None:
-                if prefix != GLOBAL_PREFIX and found.regional is not None:
-                    return found.regional
-                return found.price
+                return found.variant(geo, None)
+            exact = self._table.get(model_id)  # the table may price a profile itself
+            if exact is not None:
+                return exact.rates
+            found = self._table.get(base)
+            return None if found is None else found.variant(geo, None)
         found = self._table.get(model_id)
-        return None if found is None else found.price
+        return None if found is None else found.variant(None, region)
 
     def _warn_once(self, model_id: str, message: str) -> None:
         with self._lock:
@@ -249,3 +279,11 @@ class Pricing:
         log.warning(message, model_id[:200])
         if full:
             log.warning("more than %d unpriced model ids: no further warnings", _MAX_WARNED)
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)

@@ -23,8 +23,11 @@ from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import GatewayError
 from bedrock_gateway.operations import RUNTIME
 from bedrock_gateway.pipeline import Next
+from bedrock_gateway.quota.costing import costing_for, settled_atto
 from bedrock_gateway.quota.meter import QUOTA_NOTE, Meter, QuotaNote
-from bedrock_gateway.quota.pricing import Pricing
+from bedrock_gateway.quota.prices import usd
+from bedrock_gateway.quota.pricing import Pricing, geography_of
+from bedrock_gateway.quota.terms import billed_model, request_terms
 
 __all__ = ["JSONLinesSink", "UsageRecord", "UsageRecorder"]
 
@@ -65,6 +68,19 @@ class UsageRecord:
     # The knowledge base or agent a bedrock-agent-runtime call used (``knowledge-base/<id>``,
     # ``agent/<id>/alias/<alias id>``); RetrieveAndGenerate's generating model is ``model``.
     resource: str | None = None
+    # The priced dimensions beyond tokens: 1-hour cache writes (part of cache_write_tokens),
+    # the service tier and latency Bedrock served, where the call was billed (``geography``:
+    # ``global``, a geo prefix such as ``us`` or ``eu``, ``in-region``, or ``profile``; and the
+    # upstream ``region``), and units priced per unit.
+    cache_write_1h_tokens: int = 0
+    service_tier: str | None = None
+    latency: str | None = None
+    geography: str | None = None
+    region: str | None = None
+    images: int = 0
+    video_seconds: int = 0
+    queries: int = 0
+    guardrail_policy_units: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -164,12 +180,17 @@ class UsageRecorder:
                 record.cache_read_tokens = usage.cache_read_tokens
                 record.cache_write_tokens = usage.cache_write_tokens
                 record.guardrail_units = usage.guardrail_units
+            if usage is not None:
+                record.cache_write_1h_tokens = usage.cache_write_1h_tokens
+                record.service_tier = usage.service_tier
+                record.latency = usage.latency
+                record.images = usage.images
+                record.guardrail_policy_units = dict(usage.guardrail_policy_units)
             if isinstance(note, QuotaNote) and note.cost_usd is not None:
                 record.cost_usd = _money(note.cost_usd)
-            elif usage is not None and self.pricing is not None and record.model is not None:
-                cost = self.pricing.cost(record.model, usage.input_tokens, usage.output_tokens,
-                                         usage.cache_read_tokens, usage.cache_write_tokens)
-                record.cost_usd = _money(cost)
+            elif self.pricing is not None:
+                record.cost_usd = _money(self._cost(call, meter))
+        self._dimensions(call, record)
         if call.attrs.get("bedrock_gateway.cache") == "hit":  # routing.cache.CACHE_NOTE
             record.cached = True
             record.cost_usd = "0"
@@ -177,6 +198,33 @@ class UsageRecorder:
             self.sink(record)
         except Exception:
             log.exception("the usage sink failed; record lost: %s", record.request_id)
+
+
+    def _cost(self, call: Call, meter: Meter) -> Decimal | None:
+        """What AWS bills for the call (no quota enforcer priced it): ``None`` when unknown."""
+        assert self.pricing is not None
+        costing = costing_for(call, self.pricing)
+        if costing is None or (meter.usage is None and costing.kind in ("model", "guardrail")):
+            return None
+        atto, estimated = settled_atto(costing, call, self.pricing, meter.usage,
+                                       ok=meter.status == 200, complete=True, worst_atto=0)
+        return None if estimated else usd(atto)
+
+    def _dimensions(self, call: Call, record: UsageRecord) -> None:
+        terms = request_terms(call)
+        if record.service_tier is None and record.status == 200:
+            record.service_tier = terms.tier
+        if record.latency is None and record.status == 200:
+            record.latency = terms.latency
+        record.video_seconds, record.queries = terms.video_seconds, terms.queries
+        model = record.model or billed_model(call)
+        if model is not None:
+            record.geography = geography_of(model)
+            if record.model is None and call.operation.name == "StartAsyncInvoke":
+                record.model = model
+        route = call.attrs.get("bedrock_gateway.route")
+        region = route.get("region") if isinstance(route, dict) else None
+        record.region = region or (self.pricing.region if self.pricing is not None else None)
 
 
 def _guardrail_outcome(note: object) -> str | None:
