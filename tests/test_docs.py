@@ -94,6 +94,40 @@ def test_auth_md_snippets() -> None:
     assert client.strip() == example("client.py")
 
 
+def test_quota_md_worked_prices_reproduce_aws_bills() -> None:
+    """Every row of quota.md's "Prices: what AWS bills" table, priced by the packaged table."""
+    from decimal import Decimal
+
+    from bedrock_gateway.quota.prices import Terms, usd
+    from bedrock_gateway.quota.pricing import Pricing
+    from bedrock_gateway.quota.usage import Usage
+
+    text = (ROOT / "docs" / "quota.md").read_text()
+    section = text.split("## Prices: what AWS bills", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| [^|]+ \| (`[^`]+`|ApplyGuardrail) \| `([^`]+)` \| [^|]+ \| ([\d.]+) \|$",
+                      section, re.M)
+    assert len(rows) >= 16
+    pricing = Pricing(region="us-east-1")
+    usage_keys = {"input": "input_tokens", "output": "output_tokens",
+                  "cache_read": "cache_read_tokens", "cache_write": "cache_write_tokens",
+                  "cache_write_1h": "cache_write_1h_tokens", "tier": "service_tier",
+                  "latency": "latency", "images": "images"}
+    for model, usage_text, bill in rows:
+        fields = dict(pair.split("=") for pair in usage_text.split())
+        if model == "ApplyGuardrail":
+            units = tuple((k, int(v)) for k, v in fields.items())
+            assert usd(pricing.guardrail_atto(units) or 0) == Decimal(bill), model
+            continue
+        usage = Usage(**{usage_keys[k]: v if k in ("tier", "latency") else int(v)
+                         for k, v in fields.items() if k in usage_keys})
+        terms = Terms(image_key=fields.get("image_key"),
+                      video_seconds=int(fields.get("video_seconds", 0)),
+                      queries=int(fields.get("queries", 0)))
+        rates = pricing.rates_for(model.strip("`"))
+        assert rates is not None, model
+        assert usd(rates.bill(usage, terms)) == Decimal(bill), (model, usage_text)
+
+
 def test_quota_md_snippets() -> None:
     import tomllib
 

@@ -110,7 +110,10 @@ def test_invoke_model_each_family(client: Any, direct: Any, fake_bedrock: FakeBe
 
 def test_async_invoke_round_trip(client: Any, fake_bedrock: FakeBedrock) -> None:
     started = client.start_async_invoke(
-        modelId="amazon.nova-reel-v1:0", modelInput={"taskType": "TEXT_VIDEO"},
+        modelId="amazon.nova-reel-v1:0",
+        modelInput={"taskType": "TEXT_VIDEO", "textToVideoParams": {"text": "waves"},
+                    "videoGenerationConfig": {"durationSeconds": 6, "fps": 24,
+                                              "dimension": "1280x720"}},
         outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://bucket/out"}})
     arn = started["invocationArn"]
     got = client.get_async_invoke(invocationArn=arn)

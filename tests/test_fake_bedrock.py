@@ -332,10 +332,19 @@ def test_apply_guardrail_none_and_intervened(client: Any) -> None:
     assert blocked["outputs"] == [{"text": "Blocked by guardrail."}]
 
 
+def reel_input(text: str = "a lighthouse at dusk", seconds: int = 6,
+               task: str = "TEXT_VIDEO") -> dict[str, Any]:
+    """A Nova Reel ``modelInput`` as Bedrock documents it."""
+    params = ({"textToVideoParams": {"text": text}} if task == "TEXT_VIDEO"
+              else {"multiShotAutomatedParams": {"text": text}})
+    return {"taskType": task, **params, "videoGenerationConfig": {
+        "durationSeconds": seconds, "fps": 24, "dimension": "1280x720", "seed": 0}}
+
+
 def test_async_invoke_start_get_list(client: Any) -> None:
     output = {"s3OutputDataConfig": {"s3Uri": "s3://bucket/out/"}}
     arns = [client.start_async_invoke(modelId="amazon.nova-reel-v1:0",
-                                      modelInput={"taskType": "TEXT_VIDEO", "n": i},
+                                      modelInput=reel_input(f"shot {i}"),
                                       outputDataConfig=output)["invocationArn"]
             for i in range(3)]
     for arn in arns:
@@ -360,7 +369,8 @@ def test_async_invoke_start_get_list(client: Any) -> None:
 
 def test_async_invoke_is_idempotent_per_client_token(client: Any) -> None:
     kwargs: dict[str, Any] = {
-        "modelId": "amazon.nova-reel-v1:0", "modelInput": {}, "clientRequestToken": "token-1",
+        "modelId": "amazon.nova-reel-v1:0", "modelInput": reel_input(),
+        "clientRequestToken": "token-1",
         "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://bucket/out/"}}}
     assert (client.start_async_invoke(**kwargs)["invocationArn"]
             == client.start_async_invoke(**kwargs)["invocationArn"])
@@ -603,3 +613,188 @@ def test_builders_are_pure_functions() -> None:
     assert model_family("global.anthropic.claude-sonnet-4-5-20250929-v1:0") == "anthropic"
     assert model_family("apac.amazon.nova-pro-v1:0") == "nova"
     assert model_family("cohere.command-r-v1:0") is None
+
+
+# -- billing conventions: cache TTLs, service tiers, latency ----------------------------------
+def test_converse_one_hour_cache_point_reports_cache_details(client: Any) -> None:
+    system = [{"text": "x" * 400}, {"cachePoint": {"type": "default", "ttl": "1h"}},
+              {"text": "y" * 400}, {"cachePoint": {"type": "default"}}]
+    first = client.converse(modelId=CLAUDE, messages=MESSAGES, system=system)["usage"]
+    assert first["cacheWriteInputTokens"] == 200 and first["cacheReadInputTokens"] == 0
+    assert first["cacheDetails"] == [{"ttl": "1h", "inputTokens": 100},
+                                     {"ttl": "5m", "inputTokens": 100}]
+    assert first["totalTokens"] == first["inputTokens"] + first["outputTokens"] + 200
+    second = client.converse(modelId=CLAUDE, messages=MESSAGES, system=system)["usage"]
+    assert second["cacheReadInputTokens"] == 200 and "cacheDetails" not in second
+    with pytest.raises(client.exceptions.ValidationException, match="5m, 1h"):
+        client.converse(modelId=CLAUDE, messages=MESSAGES, system=[
+            {"text": "x"}, {"cachePoint": {"type": "default", "ttl": "2h"}}])
+
+
+def test_converse_service_tier_and_performance_config(client: Any) -> None:
+    reply = client.converse(modelId=CLAUDE, messages=MESSAGES, serviceTier={"type": "flex"},
+                            performanceConfig={"latency": "optimized"})
+    assert reply["serviceTier"] == {"type": "flex"}
+    assert reply["performanceConfig"] == {"latency": "optimized"}
+    plain = client.converse(modelId=CLAUDE, messages=MESSAGES)
+    assert "serviceTier" not in plain and "performanceConfig" not in plain
+    events = list(client.converse_stream(modelId=CLAUDE, messages=MESSAGES,
+                                         serviceTier={"type": "priority"})["stream"])
+    assert events[-1]["metadata"]["serviceTier"] == {"type": "priority"}
+    with pytest.raises(client.exceptions.ValidationException, match="serviceTier"):
+        client.converse(modelId=CLAUDE, messages=MESSAGES, serviceTier={"type": "gold"})
+
+
+def test_invoke_model_tier_latency_and_cache_headers(client: Any) -> None:
+    body = json.dumps({
+        "anthropic_version": "bedrock-2023-05-31", "max_tokens": 20,
+        "system": [{"type": "text", "text": "s" * 800,
+                    "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "messages": [{"role": "user", "content": "tell me a short story"}]})
+    response = client.invoke_model(modelId=CLAUDE, body=body, serviceTier="priority",
+                                   performanceConfigLatency="optimized")
+    assert response["serviceTier"] == "priority"
+    assert response["performanceConfigLatency"] == "optimized"
+    headers = response["ResponseMetadata"]["HTTPHeaders"]
+    usage = json.loads(response["body"].read())["usage"]
+    assert headers["x-amzn-bedrock-input-token-count"] == str(usage["input_tokens"]) == "6"
+    assert headers["x-amzn-bedrock-cache-write-input-token-count"] == "200"
+    assert headers["x-amzn-bedrock-cache-read-input-token-count"] == "0"
+    assert usage["cache_creation_input_tokens"] == 200 and usage["cache_read_input_tokens"] == 0
+    assert usage["cache_creation"] == {"ephemeral_5m_input_tokens": 0,
+                                       "ephemeral_1h_input_tokens": 200}
+    stream = client.invoke_model_with_response_stream(modelId=CLAUDE, body=body,
+                                                      serviceTier="flex")
+    assert stream["serviceTier"] == "flex"
+    metrics = _chunks(stream)[-1]["amazon-bedrock-invocationMetrics"]
+    assert (metrics["inputTokenCount"], metrics["cacheReadInputTokenCount"],
+            metrics["cacheWriteInputTokenCount"]) == (6, 200, 0)
+    plain = client.invoke_model(modelId=CLAUDE, body=anthropic_body())
+    assert "serviceTier" not in plain and "performanceConfigLatency" not in plain
+    assert "x-amzn-bedrock-cache-read-input-token-count" not in plain["ResponseMetadata"][
+        "HTTPHeaders"]
+    with pytest.raises(client.exceptions.ValidationException):
+        client.invoke_model(modelId=CLAUDE, body=anthropic_body(), serviceTier="gold")
+
+
+# -- image, rerank and video models -----------------------------------------------------------
+@pytest.mark.parametrize(("model_id", "request_body", "count"), [
+    ("amazon.nova-canvas-v1:0", {"taskType": "TEXT_IMAGE", "textToImageParams": {
+        "text": "a red fox"}, "imageGenerationConfig": {
+            "numberOfImages": 2, "width": 1024, "height": 1024, "quality": "premium"}}, 2),
+    ("amazon.titan-image-generator-v1", {"taskType": "TEXT_IMAGE",
+                                         "textToImageParams": {"text": "a red fox"}}, 1),
+    ("us.amazon.titan-image-generator-v2:0", {"taskType": "TEXT_IMAGE", "textToImageParams": {
+        "text": "a red fox"}, "imageGenerationConfig": {"numberOfImages": 5}}, 5),
+])
+def test_amazon_image_models(client: Any, model_id: str, request_body: dict[str, Any],
+                             count: int) -> None:
+    response = client.invoke_model(modelId=model_id, body=json.dumps(request_body))
+    body = json.loads(response["body"].read())
+    assert body["error"] is None and len(body["images"]) == count
+    pngs = [base64.b64decode(image) for image in body["images"]]
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in pngs)
+    assert len(set(pngs)) == count  # one distinct image per index
+    again = client.invoke_model(modelId=model_id, body=json.dumps(request_body))
+    assert json.loads(again["body"].read()) == body  # deterministic
+    assert "x-amzn-bedrock-input-token-count" not in response["ResponseMetadata"]["HTTPHeaders"]
+
+
+@pytest.mark.parametrize("request_body", [
+    {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "fox"},
+     "imageGenerationConfig": {"numberOfImages": 6}},
+    {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "fox"},
+     "imageGenerationConfig": {"quality": "ultra"}},
+    {"taskType": "TEXT_IMAGE", "textToImageParams": {}},
+    {"taskType": "PAINT", "textToImageParams": {"text": "fox"}},
+    {"textToImageParams": {"text": "fox"}},
+])
+def test_image_request_validation(client: Any, request_body: dict[str, Any]) -> None:
+    with pytest.raises(client.exceptions.ValidationException):
+        client.invoke_model(modelId="amazon.nova-canvas-v1:0", body=json.dumps(request_body))
+
+
+def test_stability_and_images_do_not_stream(client: Any) -> None:
+    body = json.loads(client.invoke_model(modelId="stability.sd3-5-large-v1:0",
+                                          body=json.dumps({"prompt": "a fox"}))["body"].read())
+    assert set(body) == {"images", "finish_reasons", "seeds"}
+    assert len(body["images"]) == 1 and body["finish_reasons"] == [None]
+    assert isinstance(body["seeds"][0], int)
+    with pytest.raises(client.exceptions.ValidationException):
+        client.invoke_model(modelId="stability.sd3-5-large-v1:0", body=json.dumps({}))
+    with pytest.raises(client.exceptions.ValidationException, match="streaming"):
+        client.invoke_model_with_response_stream(modelId="stability.sd3-5-large-v1:0",
+                                                 body=json.dumps({"prompt": "a fox"}))
+
+
+@pytest.mark.parametrize("model_id", ["cohere.rerank-v3-5:0", "amazon.rerank-v1:0"])
+def test_rerank(client: Any, model_id: str) -> None:
+    request = {"query": "red fox habitat", "api_version": 2, "top_n": 2, "documents": [
+        "The stock market rose today.", "Red foxes live in forests and fields.",
+        "A fox habitat survey.", "Nothing here."]}
+    body = json.loads(client.invoke_model(modelId=model_id,
+                                          body=json.dumps(request))["body"].read())
+    assert [r["index"] for r in body["results"]] == [2, 1]  # 2 of 3 query words, then 1
+    assert all(0 <= r["relevance_score"] <= 1 for r in body["results"])
+    assert body["results"][0]["relevance_score"] >= body["results"][1]["relevance_score"]
+    assert isinstance(body["id"], str)
+    everything = json.loads(client.invoke_model(modelId=model_id, body=json.dumps(
+        request | {"top_n": 10}))["body"].read())
+    assert sorted(r["index"] for r in everything["results"]) == [0, 1, 2, 3]
+    with pytest.raises(client.exceptions.ValidationException):
+        client.invoke_model(modelId=model_id, body=json.dumps({"query": "q", "api_version": 2}))
+
+
+def test_cohere_rerank_requires_api_version(client: Any) -> None:
+    with pytest.raises(client.exceptions.ValidationException, match="api_version"):
+        client.invoke_model(modelId="cohere.rerank-v3-5:0",
+                            body=json.dumps({"query": "q", "documents": ["a"]}))
+
+
+@pytest.mark.parametrize(("model_id", "model_input"), [
+    ("amazon.nova-reel-v1:0", reel_input(seconds=12)),  # v1:0 TEXT_VIDEO is 6 s
+    ("amazon.nova-reel-v1:0", reel_input(task="MULTI_SHOT_AUTOMATED", seconds=12)),
+    ("amazon.nova-reel-v1:1", reel_input(task="MULTI_SHOT_AUTOMATED", seconds=13)),
+    ("amazon.nova-reel-v1:1", reel_input(task="MULTI_SHOT_AUTOMATED", seconds=126)),
+    ("amazon.nova-reel-v1:1", reel_input(task="MULTI_SHOT_AUTOMATED", seconds=6)),
+    ("amazon.nova-reel-v1:0", {"taskType": "TEXT_VIDEO", "textToVideoParams": {"text": "x"}}),
+    ("amazon.nova-reel-v1:0", reel_input() | {"taskType": "IMAGE_VIDEO"}),
+])
+def test_nova_reel_input_is_validated(client: Any, model_id: str,
+                                      model_input: dict[str, Any]) -> None:
+    with pytest.raises(client.exceptions.ValidationException):
+        client.start_async_invoke(modelId=model_id, modelInput=model_input,
+                                  outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://b/p"}})
+
+
+@pytest.mark.parametrize("seconds", [12, 66, 120])
+def test_nova_reel_multi_shot_is_accepted_and_reported(client: Any, seconds: int) -> None:
+    output = {"s3OutputDataConfig": {"s3Uri": "s3://b/p"}}
+    arn = client.start_async_invoke(
+        modelId="amazon.nova-reel-v1:1", outputDataConfig=output,
+        modelInput=reel_input(task="MULTI_SHOT_AUTOMATED", seconds=seconds))["invocationArn"]
+    got = client.get_async_invoke(invocationArn=arn)
+    assert got["status"] == "Completed" and got["outputDataConfig"] == output
+    assert got["modelArn"] == "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-reel-v1:1"
+    with pytest.raises(client.exceptions.ValidationException):
+        client.invoke_model(modelId="amazon.nova-reel-v1:1",
+                            body=json.dumps(reel_input(task="MULTI_SHOT_AUTOMATED")))
+
+
+def test_apply_guardrail_bills_every_policy_per_text_unit(client: Any) -> None:
+    import botocore.loaders
+
+    shapes = botocore.loaders.create_loader().load_service_model(
+        "bedrock-runtime", "service-2")["shapes"]
+    members = set(shapes["GuardrailUsage"]["members"])
+    reply = client.apply_guardrail(guardrailIdentifier="abc123", guardrailVersion="1",
+                                   source="INPUT", content=[{"text": {"text": "z" * 1500}},
+                                                            {"text": {"text": "z" * 600}}])
+    usage = reply["usage"]
+    assert set(usage) == members
+    assert {k: usage[k] for k in ("topicPolicyUnits", "contentPolicyUnits", "wordPolicyUnits",
+                                  "sensitiveInformationPolicyUnits")} == dict.fromkeys(
+        ("topicPolicyUnits", "contentPolicyUnits", "wordPolicyUnits",
+         "sensitiveInformationPolicyUnits"), 3)  # ceil(2100 / 1000) per policy
+    assert usage["sensitiveInformationPolicyFreeUnits"] == 0
+    assert usage["contextualGroundingPolicyUnits"] == usage["contentPolicyImageUnits"] == 0

@@ -51,7 +51,7 @@ class Meter:
         self._stream: StreamUsage | None = None
         if response.is_stream:
             self.complete = False
-            self._stream = StreamUsage(call.operation.name, call.model_id)
+            self._stream = StreamUsage(call.operation.name, call.model_id, response.headers)
             response.map_frames(self._tap)
         else:
             self.complete = True

@@ -253,9 +253,9 @@ class Rates:
     def worst_tokens(self, tier: str | None, latency: str | None, prompt: int) -> _Tuple5:
         """Each rate at its dearest over what Bedrock may bill for the request: the asked-for
         tier or standard (a tier may be served at standard), long context if it may apply."""
-        options = (self.tokens(tier, latency, prompt), self.tokens(None, None, prompt),
-                   self.tokens(tier, latency, 0), self.tokens(None, None, 0))
-        return tuple(max(rates) for rates in zip(*options, strict=True))  # type: ignore[return-value]
+        options = [self.tokens(t, lat, size) for t in {tier, None} for lat in {latency, None}
+                   for size in (prompt, 0)]
+        return tuple(max(rates) for rates in zip(*options, strict=True))
 
     def image_price(self, key: str | None) -> int | None:
         """Per image of ``key`` (``"<W>x<H>/<quality>"``): the smallest listed size of that

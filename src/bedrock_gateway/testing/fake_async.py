@@ -1,7 +1,9 @@
 """StartAsyncInvoke / GetAsyncInvoke / ListAsyncInvokes against an in-memory store.
 
 Invocations complete at once (status ``Completed``); nothing is written to S3. A repeated
-``clientRequestToken`` returns the first invocation's ARN, as Bedrock's idempotency does.
+``clientRequestToken`` returns the first invocation's ARN, as Bedrock's idempotency does. Nova
+Reel ``modelInput`` is validated as Bedrock validates it (``fake_media.check_async_input``:
+task type per model version, duration, fps, dimension); other models' input is not checked.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from bedrock_gateway.errors import ResourceNotFoundError, ValidationError
+from bedrock_gateway.testing.fake_media import check_async_input
 from bedrock_gateway.testing.fake_text import check_model_id, load_json_object
 
 __all__ = ["AsyncInvokeStore"]
@@ -63,6 +66,7 @@ class AsyncInvokeStore:
                 raise ValidationError(f"{key} is required.")
         model_id = str(request["modelId"])
         check_model_id(model_id)
+        check_async_input(model_id, request["modelInput"])
         output = request["outputDataConfig"]
         s3 = output.get("s3OutputDataConfig") if isinstance(output, dict) else None
         if not isinstance(s3, dict) or not str(s3.get("s3Uri", "")).startswith("s3://"):

@@ -4,7 +4,9 @@ Point a real boto3 ``bedrock-runtime`` client (or a gateway's upstream) at
 :attr:`FakeBedrock.endpoint_url` with :data:`FAKE_ACCESS_KEY` / :data:`FAKE_SECRET_KEY`. Every
 request is SigV4-verified, routed with the gateway's own operation table, recorded in
 :attr:`FakeBedrock.requests` and answered deterministically (see ``fake_text``): Converse
-replies ``"Echo: <last user text>"`` and counts ``ceil(chars / 4)`` input tokens.
+replies ``"Echo: <last user text>"`` and counts ``ceil(chars / 4)`` input tokens. Usage follows
+Bedrock's billing convention (input counts exclude cached tokens; cache TTLs, service tiers and
+latency in ``fake_billing``); image, rerank and video models are in ``fake_media``.
 
 Faults are queued and consumed in order: :meth:`~FakeBedrock.fail_next`,
 :meth:`~FakeBedrock.set_delay`, :meth:`~FakeBedrock.stream_exception_after`,

@@ -4,6 +4,16 @@ Converse works for any model id (Bedrock's Converse API is model-agnostic); the 
 ``"Echo: <last user text>"`` cut to ``inferenceConfig.maxTokens`` words. A request with a
 ``guardrailConfig`` whose prompt contains the word ``BLOCKME`` gets the guardrail's canned
 answer and ``stopReason: guardrail_intervened``, like ApplyGuardrail does.
+
+``usage`` follows Bedrock: ``inputTokens`` excludes cached tokens, ``totalTokens`` = input +
+output + cache read + cache write, the cache fields appear when the prompt has a cache point and
+``cacheDetails`` (1h before 5m) when something was written. ``serviceTier`` and
+``performanceConfig`` are echoed (top level; the stream's ``metadata`` event) when requested.
+
+The fake's guardrail has four policies — content, denied topics, sensitive information (PII,
+billed, no free units) and word filters — and no contextual grounding or automated reasoning:
+ApplyGuardrail bills ``ceil(characters / 1000)`` text units of all text blocks to each of the
+four, and one ``contentPolicyImageUnits`` per image block.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from typing import Any
 
 from bedrock_gateway.errors import ValidationError
 from bedrock_gateway.eventstream import event_frame
+from bedrock_gateway.testing.fake_billing import cache_details, converse_options
 from bedrock_gateway.testing.fake_models import (
     Answer,
     Segments,
@@ -33,17 +44,23 @@ from bedrock_gateway.testing.fake_text import (
     padding,
 )
 
-__all__ = ["apply_guardrail", "converse", "converse_stream", "count_tokens"]
+__all__ = [
+    "GUARDRAIL_TEXT_POLICIES",
+    "apply_guardrail",
+    "converse",
+    "converse_stream",
+    "count_tokens",
+    "invoke_guardrail_checks",
+]
 
 BLOCKED_TEXT = "Blocked by guardrail."
-_GUARDRAIL_USAGE = {
-    "topicPolicyUnits": 1,
-    "contentPolicyUnits": 1,
-    "wordPolicyUnits": 1,
-    "sensitiveInformationPolicyUnits": 1,
-    "sensitiveInformationPolicyFreeUnits": 0,
-    "contextualGroundingPolicyUnits": 0,
-}
+# The fake guardrail's policies billed per text unit (see the module docstring).
+GUARDRAIL_TEXT_POLICIES = (
+    "topicPolicyUnits",
+    "contentPolicyUnits",
+    "wordPolicyUnits",
+    "sensitiveInformationPolicyUnits",
+)
 
 
 def _dumps(value: object) -> bytes:
@@ -67,7 +84,7 @@ def _prompt(model_id: str, request: dict[str, Any]) -> PromptText:
 class _Plan:
     """Everything one Converse(Stream) answer needs."""
 
-    __slots__ = ("latency", "reply", "stop", "usage")
+    __slots__ = ("latency", "options", "prompt", "reply", "stop", "usage")
 
     def __init__(self, model_id: str, body: bytes, cache: PromptCache | None, outputs: int | None):
         check_model_id(model_id)
@@ -82,23 +99,32 @@ class _Plan:
         if pt.blocked and request.get("guardrailConfig"):
             self.reply = make_reply(BLOCKED_TEXT, None, prefix="")
             self.stop = "guardrail_intervened"
+        self.options = converse_options(request)
         out = self.reply.output_tokens if outputs is None else outputs
-        inp, read, write = pt.split_usage(cache)
-        self.usage: dict[str, int] = {
-            "inputTokens": inp,
+        self.prompt = split = pt.split_usage(cache)
+        self.usage: dict[str, Any] = {
+            "inputTokens": split.input,
             "outputTokens": out,
-            "totalTokens": inp + out + read + write,
+            "totalTokens": split.input + out + split.cache_read + split.cache_write,
         }
-        if pt.cache_chars:
-            self.usage["cacheReadInputTokens"] = read
-            self.usage["cacheWriteInputTokens"] = write
+        if split.cached:
+            self.usage["cacheReadInputTokens"] = split.cache_read
+            self.usage["cacheWriteInputTokens"] = split.cache_write
+            if split.cache_write:
+                self.usage["cacheDetails"] = cache_details(split)
         self.latency = latency_ms(out)
 
     def answer(self, **kw: Any) -> Answer:
-        usage = self.usage
-        billed = usage["inputTokens"] + usage.get("cacheReadInputTokens", 0)
-        billed += usage.get("cacheWriteInputTokens", 0)
-        return Answer(billed, usage["outputTokens"], self.latency, **kw)
+        split = self.prompt
+        return Answer(
+            split.input,
+            self.usage["outputTokens"],
+            self.latency,
+            cache_read=split.cache_read,
+            cache_write=split.cache_write,
+            cached=split.cached,
+            **kw,
+        )
 
 
 def converse(model_id: str, body: bytes, cache: PromptCache | None = None) -> Answer:
@@ -108,6 +134,7 @@ def converse(model_id: str, body: bytes, cache: PromptCache | None = None) -> An
         "stopReason": plan.stop,
         "usage": plan.usage,
         "metrics": {"latencyMs": plan.latency},
+        **plan.options,
     }
     return plan.answer(body=_dumps(response))
 
@@ -138,7 +165,8 @@ def converse_stream(
         ("messageStop", {"p": padding(3), "stopReason": plan.stop}),
         (
             "metadata",
-            {"metrics": {"latencyMs": plan.latency}, "p": padding(4), "usage": plan.usage},
+            {"metrics": {"latencyMs": plan.latency}, "p": padding(4), "usage": plan.usage}
+            | plan.options,
         ),
     ]
     segments.extend((event_frame(name, payload), 1) for name, payload in tail)
@@ -169,13 +197,23 @@ def apply_guardrail(body: bytes) -> dict[str, Any]:
     content = request.get("content")
     if request.get("source") not in ("INPUT", "OUTPUT") or not isinstance(content, list):
         raise ValidationError("source and content are required.")
-    blocked = False
+    blocked, chars, images = False, 0, 0
     for block in content:
         text = block.get("text") if isinstance(block, dict) else None
-        if isinstance(text, dict) and is_blocked(str(text.get("text", ""))):
-            blocked = True
+        if isinstance(text, dict):
+            chars += len(str(text.get("text", "")))
+            blocked = blocked or is_blocked(str(text.get("text", "")))
+        images += isinstance(block, dict) and "image" in block
+    units = -(-chars // 1000)
+    usage = dict.fromkeys(GUARDRAIL_TEXT_POLICIES, units) | {
+        "sensitiveInformationPolicyFreeUnits": 0,
+        "contextualGroundingPolicyUnits": 0,
+        "contentPolicyImageUnits": images,
+        "automatedReasoningPolicyUnits": 0,
+        "automatedReasoningPolicies": 0,
+    }
     return {
-        "usage": dict(_GUARDRAIL_USAGE),
+        "usage": usage,
         "action": "GUARDRAIL_INTERVENED" if blocked else "NONE",
         "outputs": [{"text": BLOCKED_TEXT}] if blocked else [],
         "assessments": [{}],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bedrock_gateway.errors import ValidationError
+from bedrock_gateway.testing.fake_billing import PromptUsage, anthropic_ttl
 from bedrock_gateway.testing.fake_text import (
     PromptText,
     Reply,
@@ -35,12 +36,27 @@ class Turn:
     request: JSON
     prompt: PromptText
     reply: Reply
-    input_tokens: int
-    cache_read: int
-    cache_write: int
-    cached: bool
+    usage: PromptUsage
     latency: int
     digest: str
+
+    @property
+    def input_tokens(self) -> int:
+        """Prompt tokens neither read from nor written to the cache."""
+        return self.usage.input
+
+    @property
+    def cache_read(self) -> int:
+        return self.usage.cache_read
+
+    @property
+    def cache_write(self) -> int:
+        return self.usage.cache_write
+
+    @property
+    def cached(self) -> bool:
+        """The prompt had a cache point (the cache fields are reported)."""
+        return self.usage.cached
 
     @property
     def stop(self) -> str:
@@ -64,7 +80,8 @@ def positive_cap(value: object, name: str) -> int | None:
 class Family:
     """Base: a text-generating family. Subclasses fill in the shapes."""
 
-    generates = True
+    generates = True  # produces text (streamable)
+    counted = True  # Bedrock reports its token counts (headers, metrics)
 
     def parse(self, model_id: str, request: JSON) -> tuple[PromptText, int | None]:
         raise NotImplementedError
@@ -100,7 +117,7 @@ class Anthropic(Family):
             elif kind == "tool_use":
                 pt.add_json(block.get("input"))
             if "cache_control" in block:
-                pt.cache_point()
+                pt.cache_point(anthropic_ttl(block["cache_control"]))
         return texts
 
     def parse(self, model_id: str, request: JSON) -> tuple[PromptText, int | None]:
@@ -128,6 +145,10 @@ class Anthropic(Family):
         if turn.cached:
             usage["cache_creation_input_tokens"] = turn.cache_write
             usage["cache_read_input_tokens"] = turn.cache_read
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": turn.usage.cache_write_5m,
+                "ephemeral_1h_input_tokens": turn.usage.cache_write_1h,
+            }
         return usage
 
     def response(self, turn: Turn) -> JSON:
@@ -185,13 +206,18 @@ class Nova(Family):
         return {
             "output": {"message": {"content": [{"text": turn.reply.text}], "role": "assistant"}},
             "stopReason": turn.stop,
-            "usage": {
-                "inputTokens": turn.input_tokens,
-                "outputTokens": turn.reply.output_tokens,
-                "totalTokens": turn.input_tokens + turn.reply.output_tokens,
+            "usage": self._usage(turn, turn.reply.output_tokens) | {
                 "cacheReadInputTokenCount": turn.cache_read,
                 "cacheWriteInputTokenCount": turn.cache_write,
             },
+        }
+
+    def _usage(self, turn: Turn, output_tokens: int) -> JSON:
+        cached = turn.cache_read + turn.cache_write
+        return {
+            "inputTokens": turn.input_tokens,
+            "outputTokens": output_tokens,
+            "totalTokens": turn.input_tokens + output_tokens + cached,
         }
 
     def stream_head(self, turn: Turn) -> list[JSON]:
@@ -202,6 +228,9 @@ class Nova(Family):
 
     def stream_tail(self, turn: Turn, output_tokens: int) -> list[JSON]:
         usage = {"inputTokens": turn.input_tokens, "outputTokens": output_tokens}
+        if turn.cached:
+            usage["cacheReadInputTokenCount"] = turn.cache_read
+            usage["cacheWriteInputTokenCount"] = turn.cache_write
         return [
             {"contentBlockStop": {"contentBlockIndex": 0}},
             {"messageStop": {"stopReason": turn.stop}},

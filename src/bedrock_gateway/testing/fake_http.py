@@ -163,7 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
             shape, ending = fake._faults.take_stream()
         try:
             synthetic = (shape.count, shape.payload_size) if shape else None
-            out = fake._dispatch(operation.name, params, query, body, synthetic)
+            out = fake._dispatch(operation.name, params, query, body, synthetic=synthetic,
+                                 headers=headers)
         except GatewayError as exc:
             fake._faults.untake(shape, ending)
             self._send_gateway_error(exc)

@@ -5,6 +5,12 @@ validated the way Bedrock validates them (a missing required key is a 400 Valida
 responses carry each family's own field names (see ``bedrock-wire.md``), and streamed answers
 are ``chunk`` event frames whose base64 ``bytes`` hold the family's streaming JSON, the last one
 with ``amazon-bedrock-invocationMetrics``.
+
+Billing convention (Bedrock's): input token counts exclude cached tokens everywhere — the
+``X-Amzn-Bedrock-Input-Token-Count`` header, ``invocationMetrics.inputTokenCount`` and each
+family's body; cache reads and writes are reported beside them (headers
+``X-Amzn-Bedrock-Cache-Read/Write-Input-Token-Count``, metrics ``cacheRead/WriteInputTokenCount``)
+when the prompt has a cache point. Image and rerank models (``fake_media``) report no tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 from bedrock_gateway.errors import ValidationError
 from bedrock_gateway.eventstream import event_frame
 from bedrock_gateway.testing.fake_families import Anthropic, Family, Nova, Turn
+from bedrock_gateway.testing.fake_media import MEDIA_FAMILIES
 from bedrock_gateway.testing.fake_prompt_families import (
     CohereEmbed,
     Llama,
@@ -57,18 +64,44 @@ FAMILIES: dict[str, Family] = {
     "llama": Llama(),
     "mistral": Mistral(),
     "cohere-embed": CohereEmbed(),
+    **MEDIA_FAMILIES,
 }
 
 
 @dataclass(slots=True)
 class Answer:
-    """A built answer: a JSON body or event-stream segments ``(frame, repeat)``, and its usage."""
+    """A built answer: a JSON body or event-stream segments ``(frame, repeat)``, and its usage.
+
+    ``input_tokens`` excludes the cache reads and writes, as Bedrock reports it; ``cached`` is
+    whether the prompt had a cache point (the cache counts are then reported, even zeros);
+    ``counted`` is whether Bedrock reports token counts at all (not for image / rerank models).
+    """
 
     input_tokens: int
     output_tokens: int
     latency_ms: int
     body: bytes = b""
     segments: Segments = field(default_factory=list)
+    cache_read: int = 0
+    cache_write: int = 0
+    cached: bool = False
+    counted: bool = True
+
+    def token_headers(self) -> list[tuple[str, str]]:
+        """InvokeModel's usage headers."""
+        latency = ("X-Amzn-Bedrock-Invocation-Latency", str(self.latency_ms))
+        if not self.counted:
+            return [latency]
+        headers = [
+            ("X-Amzn-Bedrock-Input-Token-Count", str(self.input_tokens)),
+            ("X-Amzn-Bedrock-Output-Token-Count", str(self.output_tokens)),
+            latency,
+        ]
+        if self.cached:
+            headers.append(("X-Amzn-Bedrock-Cache-Read-Input-Token-Count", str(self.cache_read)))
+            headers.append(
+                ("X-Amzn-Bedrock-Cache-Write-Input-Token-Count", str(self.cache_write)))
+        return headers
 
 
 def _dumps(value: object) -> bytes:
@@ -95,16 +128,12 @@ def _turn(model_id: str, body: bytes, cache: PromptCache | None) -> tuple[Family
     request = load_json_object(body)
     prompt, max_tokens = family.parse(model_id, request)
     reply = make_reply(prompt.last_user, max_tokens) if family.generates else make_reply("", 0)
-    input_tokens, cache_read, cache_write = prompt.split_usage(cache)
     turn = Turn(
         model_id=model_id,
         request=request,
         prompt=prompt,
         reply=reply,
-        input_tokens=input_tokens,
-        cache_read=cache_read,
-        cache_write=cache_write,
-        cached=bool(prompt.cache_chars),
+        usage=prompt.split_usage(cache),
         latency=latency_ms(reply.output_tokens),
         digest=hashlib.sha256(body).hexdigest(),
     )
@@ -114,12 +143,15 @@ def _turn(model_id: str, body: bytes, cache: PromptCache | None) -> tuple[Family
 def invoke_model(model_id: str, body: bytes, cache: PromptCache | None = None) -> Answer:
     """The InvokeModel answer: the family's JSON body and the usage for the token headers."""
     family, turn = _turn(model_id, body, cache)
-    billed_input = turn.input_tokens + turn.cache_read + turn.cache_write
     return Answer(
-        input_tokens=billed_input,
+        input_tokens=turn.input_tokens,
         output_tokens=turn.reply.output_tokens,
         latency_ms=turn.latency,
         body=_dumps(family.response(turn)),
+        cache_read=turn.cache_read,
+        cache_write=turn.cache_write,
+        cached=turn.cached,
+        counted=family.counted,
     )
 
 
@@ -146,11 +178,14 @@ def invoke_model_stream(
     output_tokens = synthetic[0] if synthetic else turn.reply.output_tokens
     latency = latency_ms(output_tokens)
     metrics = {
-        "inputTokenCount": turn.input_tokens + turn.cache_read + turn.cache_write,
+        "inputTokenCount": turn.input_tokens,
         "outputTokenCount": output_tokens,
         "invocationLatency": latency,
         "firstByteLatency": min(latency, 20),
     }
+    if turn.cached:
+        metrics["cacheReadInputTokenCount"] = turn.cache_read
+        metrics["cacheWriteInputTokenCount"] = turn.cache_write
     head = family.stream_head(turn)
     tail = family.stream_tail(turn, output_tokens)
     tail[-1]["amazon-bedrock-invocationMetrics"] = metrics
@@ -171,10 +206,13 @@ def invoke_model_stream(
         segments.append((_chunk(inner, seed), 1))
         seed += 1
     return Answer(
-        input_tokens=metrics["inputTokenCount"],
+        input_tokens=turn.input_tokens,
         output_tokens=output_tokens,
         latency_ms=latency,
         segments=segments,
+        cache_read=turn.cache_read,
+        cache_write=turn.cache_write,
+        cached=turn.cached,
     )
 
 

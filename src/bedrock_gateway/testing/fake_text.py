@@ -7,7 +7,9 @@ can be asserted exactly:
 - **reply**: ``"Echo: " + <last user text>``, split into words; each word (with its leading
   space) is one output token and one streamed delta, capped at the request's max tokens
   (:func:`make_reply`);
-- **latency**: ``25 + 3 * output_tokens`` milliseconds, reported but never slept.
+- **latency**: ``25 + 3 * output_tokens`` milliseconds, reported but never slept;
+- **cache points** split the prompt into read, written (per TTL) and plain input tokens by
+  the rules in ``fake_billing``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from bedrock_gateway.errors import ValidationError
+from bedrock_gateway.testing.fake_billing import (
+    CachePoint,
+    PromptCache,
+    PromptUsage,
+    check_order,
+    converse_ttl,
+    split_prompt,
+)
 
 __all__ = [
     "CROSS_REGION_PREFIXES",
@@ -44,7 +53,13 @@ CROSS_REGION_PREFIXES = frozenset({"us", "eu", "apac", "jp", "au", "global", "us
 # (prefix of the base model id, family), first match wins.
 _FAMILIES: tuple[tuple[str, str], ...] = (
     ("anthropic.", "anthropic"),
+    ("amazon.nova-canvas-", "nova-canvas"),
+    ("amazon.nova-reel-", "nova-reel"),
     ("amazon.nova-", "nova"),
+    ("amazon.titan-image-generator-", "titan-image"),
+    ("stability.", "stability"),
+    ("cohere.rerank-", "rerank"),
+    ("amazon.rerank-", "rerank"),
     ("amazon.titan-text-", "titan-text"),
     ("amazon.titan-tg1", "titan-text"),
     ("amazon.titan-embed-", "titan-embed"),
@@ -77,7 +92,8 @@ def base_model_id(model_id: str) -> tuple[str, bool]:
 
 def model_family(model_id: str) -> str | None:
     """``anthropic``, ``nova``, ``titan-text``, ``titan-embed``, ``llama``, ``mistral``,
-    ``cohere-embed`` or ``None`` for a family the fake does not know."""
+    ``cohere-embed``, the media families ``nova-canvas``, ``titan-image``, ``stability``,
+    ``rerank``, ``nova-reel`` (async only), or ``None`` for a family the fake does not know."""
     base, app_profile = base_model_id(model_id)
     for prefix, family in _FAMILIES:
         if base.startswith(prefix):
@@ -156,15 +172,15 @@ def make_reply(prompt: str, max_tokens: int | None, prefix: str = "Echo: ") -> R
 
 
 class PromptText:
-    """Accumulates prompt text in order, remembering where the last cache point was."""
+    """Accumulates prompt text in order, remembering its cache points (see ``fake_billing``)."""
 
-    __slots__ = ("_hash", "blocked", "cache_chars", "cache_key", "chars", "last_user")
+    __slots__ = ("_hash", "blocked", "cache_chars", "chars", "last_user", "points")
 
     def __init__(self, model_id: str) -> None:
         self._hash = hashlib.sha256(base_model_id(model_id)[0].encode())
         self.chars = 0
-        self.cache_chars = 0
-        self.cache_key = ""
+        self.cache_chars = 0  # characters before the last cache point
+        self.points: list[CachePoint] = []
         self.last_user = ""
         self.blocked = False  # the text contains the word BLOCKME (guardrail trigger)
 
@@ -178,41 +194,20 @@ class PromptText:
     def add_json(self, value: object) -> None:
         self.add(json.dumps(value, separators=(",", ":"), sort_keys=True))
 
-    def cache_point(self) -> None:
+    def cache_point(self, ttl: str = "5m") -> None:
+        """Close a cached prefix here, written with ``ttl`` ("5m" or "1h")."""
+        check_order(self.points, ttl)
+        key = self._hash.copy().hexdigest()
+        self.points.append(CachePoint(tokens_for(self.chars), key, ttl))
         self.cache_chars = self.chars
-        self.cache_key = self._hash.copy().hexdigest()
 
     @property
     def tokens(self) -> int:
         return tokens_for(self.chars)
 
-    def split_usage(self, cache: PromptCache | None) -> tuple[int, int, int]:
-        """``(input, cache_read, cache_write)`` tokens; input excludes the cached prefix."""
-        total = self.tokens
-        if not self.cache_chars:
-            return total, 0, 0
-        cached = tokens_for(self.cache_chars)
-        hit = cache is not None and cache.seen(self.cache_key)
-        return total - cached, cached if hit else 0, 0 if hit else cached
-
-
-class PromptCache:
-    """Which cache-point prefixes were already written (first use writes, later uses read)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._keys: set[str] = set()
-
-    def seen(self, key: str) -> bool:
-        with self._lock:
-            if key in self._keys:
-                return True
-            self._keys.add(key)
-            return False
-
-    def clear(self) -> None:
-        with self._lock:
-            self._keys.clear()
+    def split_usage(self, cache: PromptCache | None) -> PromptUsage:
+        """How the prompt's tokens are billed; input excludes the cached prefix."""
+        return split_prompt(self.tokens, self.points, cache)
 
 
 def add_converse_prompt(pt: PromptText, system: object, messages: object) -> None:
@@ -225,7 +220,7 @@ def add_converse_prompt(pt: PromptText, system: object, messages: object) -> Non
         if not isinstance(block, dict):
             raise ValidationError(_MALFORMED)
         if "cachePoint" in block:
-            pt.cache_point()
+            pt.cache_point(converse_ttl(block["cachePoint"]))
         elif isinstance(block.get("text"), str):
             pt.add(block["text"])
         elif isinstance(block.get("guardContent"), dict):
@@ -242,7 +237,7 @@ def add_converse_prompt(pt: PromptText, system: object, messages: object) -> Non
                 texts.append(block["text"])
                 pt.add(block["text"])
             elif "cachePoint" in block:
-                pt.cache_point()
+                pt.cache_point(converse_ttl(block["cachePoint"]))
             elif isinstance(block.get("toolResult"), dict):
                 for part in block["toolResult"].get("content") or ():
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
