@@ -308,7 +308,8 @@ def test_invoke_guardrail_checks_units() -> None:
     }
     response = invoke_guardrail_checks(_dumps(request))
     usage = usage_from_response("InvokeGuardrailChecks", None, {}, _dumps(response))
-    assert usage == Usage(guardrail_units=6)  # 3 text units x 2 checks
+    assert usage == Usage(guardrail_units=6, guardrail_policy_units=(  # 3 text units x 2 checks
+        ("contentFilter", 3), ("sensitiveInformation", 3)))
 
 
 @pytest.mark.parametrize("operation", ["StartAsyncInvoke", "GetAsyncInvoke", "ListAsyncInvokes"])

@@ -227,3 +227,17 @@ def test_unpriced_calls_are_refused_under_a_dollar_limit_unless_allowed(start: S
             messages=[{"role": "user", "content": [{"text": "hi"}]}])
     except ClientError as exc:
         assert "no price" not in exc.response["Error"]["Message"]
+
+
+def test_guardrail_checks_are_billed_per_check(start: Start) -> None:
+    server, log = start('[[quota.limits]]\nscope = "global"\nusd_per_day = 1\n')
+    client = gateway_client(server.url)
+    client.invoke_guardrail_checks(
+        messages=[{"role": "user", "content": [{"text": "w" * 2_500}]}],
+        checks={"promptAttack": {"categories": [{"category": "JAILBREAK"}]},
+                "sensitiveInformation": {"entities": [{"type": "EMAIL"}]}})
+    (record,) = records(log, 1)
+    units = record["guardrail_policy_units"]
+    assert units == {"promptAttack": 3, "sensitiveInformation": 3}  # 2,500 chars: 3 units
+    # Prompt attack is a content-filter policy ($0.15), sensitive information $0.10.
+    assert_within_1pct(record["cost_usd"], (3 * D("0.15") + 3 * D("0.1")) / 1000)

@@ -238,3 +238,27 @@ def test_two_principals_never_share_an_agent_session() -> None:
                          services=["bedrock-agent-runtime"])
     assert ask(per_tenant, alice) == ask(per_tenant, bob)
     assert ask(per_tenant, alice) != ask(per_tenant, Principal("alice", tenant="other"))
+
+
+def test_agent_runtime_calls_need_a_per_call_price_under_a_dollar_limit(
+        configured: ServeConfig, agent_fake: FakeBedrock) -> None:
+    budget = '[[quota.limits]]\nscope = "global"\nusd_per_day = 0.01\n'
+    unpriced, _ = configured(budget, upstream=upstream(agent_fake))
+    client = agents_client(unpriced.url)
+    with pytest.raises(ClientError) as refused:
+        client.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "q"})
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "Retrieve has no per-call price" in refused.value.response["Error"]["Message"]
+    assert agent_fake.requests == []
+    priced, log = configured(budget + "[pricing.operations]\nRetrieve = 0.004\n",
+                             upstream=upstream(agent_fake))
+    client = agents_client(priced.url)
+    outcomes = []
+    for _ in range(3):
+        try:
+            client.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "q"})
+            outcomes.append("ok")
+        except ClientError as exc:
+            outcomes.append(exc.response["Error"]["Code"])
+    assert outcomes == ["ok", "ok", "ServiceQuotaExceededException"]  # $0.004 x 2 of $0.01
+    assert [r["cost_usd"] for r in records(log, 2)] == ["0.004", "0.004"]

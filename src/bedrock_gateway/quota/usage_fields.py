@@ -185,9 +185,12 @@ def with_options(usage: Usage | None, tier: str | None, latency: str | None) -> 
 def guardrail_usage(usage: object, checks: bool) -> Usage | None:
     if not isinstance(usage, dict):
         return None
-    if checks:  # InvokeGuardrailChecks: {check: {"textUnits": n}}
-        values = [v.get("textUnits") if isinstance(v, dict) else None for v in usage.values()]
-        return Usage(guardrail_units=sum(count(v) or 0 for v in values))
+    if checks:  # InvokeGuardrailChecks: {check: {"textUnits": n}}, by check name
+        by_check = sorted((name, n) for name, value in usage.items()
+                          if isinstance(name, str) and isinstance(value, dict)
+                          and (n := count(value.get("textUnits"))))
+        return Usage(guardrail_units=sum(n for _, n in by_check),
+                     guardrail_policy_units=tuple(by_check))
     # ApplyGuardrail: {"topicPolicyUnits": n, ...}
     units = sorted(
         (key, n) for key, value in usage.items()
