@@ -50,6 +50,7 @@ GUARDRAIL_POLICIES = ("contentPolicyUnits", "topicPolicyUnits", "wordPolicyUnits
 _MODEL_ARN = re.compile(
     r"arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|inference-profile)/(?P<id>.+)"
 )
+_VERSION = re.compile(r"-v\d+(?::\d+)?$")
 _META = frozenset({"name", "kind", "source", "date", "note"})
 _ENTRY_KEYS = _META | {"rates", "geo", "regions"}
 _GEOS = frozenset(p.rstrip(".") for p in CROSS_REGION_PREFIXES)
@@ -109,8 +110,15 @@ class _Entry:
         return self.rates
 
 
+def _unversioned(model_id: str) -> str:
+    """``anthropic.claude-opus-4-6-v1:0`` -> ``anthropic.claude-opus-4-6`` (Bedrock's newer
+    ids drop the version suffix; tables spell one model both ways)."""
+    return _VERSION.sub("", model_id)
+
+
 class _Table:
-    """Exact keys first, then globs (longest pattern first)."""
+    """Exact keys first, then globs (longest pattern first), then the id without its version
+    suffix against keys without theirs (when that names one model only)."""
 
     def __init__(self, entries: Mapping[str, Price | Mapping[str, Any]], what: str) -> None:
         if not isinstance(entries, Mapping):
@@ -119,11 +127,17 @@ class _Table:
         self.exact = {k: v for k, v in parsed.items() if not any(c in k for c in "*?[")}
         self.globs = sorted(((k, v) for k, v in parsed.items() if k not in self.exact),
                             key=lambda kv: -len(kv[0]))
+        stems: dict[str, list[_Entry]] = {}
+        for key, entry in self.exact.items():
+            stems.setdefault(_unversioned(key), []).append(entry)
+        self.stems = {stem: found[0] for stem, found in stems.items() if len(found) == 1}
 
     def get(self, model_id: str) -> _Entry | None:
         found = self.exact.get(model_id)
         if found is None:
             found = next((e for pattern, e in self.globs if fnmatchcase(model_id, pattern)), None)
+        if found is None:
+            found = self.stems.get(_unversioned(model_id))
         return found
 
     def __len__(self) -> int:
