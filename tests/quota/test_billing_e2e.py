@@ -241,3 +241,23 @@ def test_guardrail_checks_are_billed_per_check(start: Start) -> None:
     assert units == {"promptAttack": 3, "sensitiveInformation": 3}  # 2,500 chars: 3 units
     # Prompt attack is a content-filter policy ($0.15), sensitive information $0.10.
     assert_within_1pct(record["cost_usd"], (3 * D("0.15") + 3 * D("0.1")) / 1000)
+
+
+def test_images_and_rerank_queries_are_billed_per_unit(start: Start) -> None:
+    import json
+
+    server, log = start('[[quota.limits]]\nscope = "global"\nusd_per_day = 5\n')
+    client = gateway_client(server.url)
+    canvas = {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a red kite"},
+              "imageGenerationConfig": {"numberOfImages": 2, "width": 1024, "height": 1024,
+                                        "quality": "premium"}}
+    answer = client.invoke_model(modelId="amazon.nova-canvas-v1:0", body=json.dumps(canvas))
+    assert len(json.loads(answer["body"].read())["images"]) == 2
+    rerank = {"query": "refunds", "documents": [f"doc {i}" for i in range(150)],
+              "api_version": 2}
+    client.invoke_model(modelId="cohere.rerank-v3-5:0", body=json.dumps(rerank))
+    images, queries = records(log, 2)
+    assert images["images"] == 2
+    assert_within_1pct(images["cost_usd"], 2 * D("0.06"))  # premium, up to 1024 x 1024
+    assert queries["queries"] == 2  # 150 documents: two queries of up to 100
+    assert_within_1pct(queries["cost_usd"], 2 * D("0.002"))  # $2 per 1,000 queries

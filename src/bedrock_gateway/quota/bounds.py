@@ -10,8 +10,8 @@ around a prompt (chat templates, tool-use system prompts). ``estimate`` is
 ``count_tokens`` asks Bedrock's CountTokens API (:mod:`bedrock_gateway.quota.enforcer`).
 
 **Output.** The request's own max-tokens field; when it has none, ``default_max_tokens`` is
-written into the body (so Bedrock enforces the bound we reserved for). Embedding models
-produce no output tokens.
+written into the body (so Bedrock enforces the bound we reserved for). Embedding, image and
+rerank models produce no output tokens.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from bedrock_gateway.auth.access import model_names
 from bedrock_gateway.call import Call
 from bedrock_gateway.errors import ValidationError
 from bedrock_gateway.model_fields import ANY_MAX_TOKENS, GENERATING, family_fields
+from bedrock_gateway.quota.terms import request_terms
 
 __all__ = ["INPUT_BOUNDS", "InputBound", "output_bound"]
 
@@ -104,6 +105,9 @@ def output_bound(call: Call, default_max_tokens: int) -> int | None:
         if value is not None:
             return _as_bound(value, ".".join(known))
     if any(_EMBED.search(name) for name in model_names(call.model_id or "")):
+        return 0
+    terms = request_terms(call)
+    if terms.images or terms.queries:  # image generation and rerank produce no tokens
         return 0
     fields = family_fields(call.model_id, body)
     if fields is None:

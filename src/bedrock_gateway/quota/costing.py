@@ -29,13 +29,14 @@ from bedrock_gateway.call import Call
 from bedrock_gateway.operations import RUNTIME
 from bedrock_gateway.quota.prices import Rates, Terms
 from bedrock_gateway.quota.pricing import Pricing
-from bedrock_gateway.quota.terms import billed_model, request_terms
+from bedrock_gateway.quota.terms import PLAIN, billed_model, request_terms
 
 __all__ = ["FREE", "Costing", "costing_for", "guardrail_bill", "guardrail_text_units",
            "settled_atto"]
 
 FREE = frozenset({"CountTokens", "GetAsyncInvoke", "ListAsyncInvokes"})
 _GUARDRAILS = frozenset({"ApplyGuardrail", "InvokeGuardrailChecks"})
+_MEMO_SIZE = 4096  # (model, terms) -> Costing, per Pricing: model ids come from clients
 _UNIT_CHARS = 1_000  # a guardrail text unit is up to 1,000 characters
 _ROUTE = "bedrock_gateway.route"  # routing.aliases.ROUTE_KEY
 _CHECKS = {"contentFilter": ("contentPolicyUnits",), "promptAttack": ("contentPolicyUnits",),
@@ -55,6 +56,8 @@ class Costing:
     def worst(self, input_bound: int, output_bound: int) -> int:
         """Atto-USD the call can cost at most (model calls: given the token bounds)."""
         if self.kind == "model":
+            if len(self.models) == 1:
+                return self.models[0][2].worst(input_bound, output_bound, self.terms)
             return max(r.worst(input_bound, output_bound, self.terms) for _, _, r in self.models)
         return self.fixed_atto
 
@@ -152,6 +155,18 @@ def costing_for(call: Call, pricing: Pricing) -> Costing | None:
         if not whole:  # the model has no per-second or per-image price
             return None
         return Costing("units", terms, ((model, None, rates),), fixed_atto=whole)
+    if _ROUTE not in call.attrs and terms is PLAIN:  # the common case: memoized per model
+        found = pricing.costings.get(model)
+        if found is None:
+            rates = pricing.rates_for(model)
+            if rates is None:
+                return None
+            found = Costing("model", terms, ((model, None, rates),))
+            if len(pricing.costings) >= _MEMO_SIZE:
+                pricing.costings.clear()
+            pricing.costings[model] = found
+        assert isinstance(found, Costing)
+        return found
     candidates = []
     for each, region in _route_models(call, model):
         rates = pricing.rates_for(each, region)

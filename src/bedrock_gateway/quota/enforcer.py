@@ -42,9 +42,8 @@ from bedrock_gateway.quota.bounds import InputBound, generates, output_bound
 from bedrock_gateway.quota.costing import Costing, costing_for, settled_atto
 from bedrock_gateway.quota.count_tokens import count_input_tokens
 from bedrock_gateway.quota.ledger import Charge, Decision, QuotaStore, hold_slot
-from bedrock_gateway.quota.limits import NANO_USD, Limit, period_of
+from bedrock_gateway.quota.limits import KINDS, NANO_USD, Limit, period_of
 from bedrock_gateway.quota.meter import QUOTA_NOTE, Meter, QuotaNote
-from bedrock_gateway.quota.prices import usd as usd_of
 from bedrock_gateway.quota.pricing import Pricing
 from bedrock_gateway.quota.stores.memory import MemoryStore
 from bedrock_gateway.quota.terms import billed_model
@@ -234,7 +233,6 @@ class QuotaEnforcer:
             note.estimated = note.estimated or estimated
             usd = nano_usd_of(atto)
             note.cost_usd = Decimal(usd) / NANO_USD
-            note.cost_exact = usd_of(atto)
         actual = [1 if _is_requests(limit) else tokens if limit.spec.unit == "tokens" else usd
                   for limit in held.limits]
         self._settle(held, actual)
@@ -283,16 +281,20 @@ def _amount(limit: Limit, units: float) -> str:
     return f"{int(units):,} {unit}"
 
 
+_HEADER_NAMES = {kind: _HEADER + kind.replace("_", "-") for kind in KINDS}
+
+
 def _remaining_headers(response: Response, limits: tuple[Limit, ...],
                        decision: Decision) -> None:
     """``x-bedrock-gateway-remaining-<kind>``: the tightest remainder of each kind."""
     tightest: dict[str, float] = {}
     for limit, left in zip(limits, decision.remaining, strict=True):
         kind = limit.kind
-        tightest[kind] = min(tightest.get(kind, left), left)
+        seen = tightest.get(kind)
+        tightest[kind] = left if seen is None or left < seen else seen
+    headers = response.headers
     for kind, left in tightest.items():
-        name = _HEADER + kind.replace("_", "-")
         if kind.startswith("usd"):
-            response.headers[name] = f"{max(left, 0) / 1e9:.6f}"
+            headers[_HEADER_NAMES[kind]] = f"{max(left, 0) / 1e9:.6f}"
         else:
-            response.headers[name] = str(max(int(left), 0))
+            headers[_HEADER_NAMES[kind]] = str(max(int(left), 0))

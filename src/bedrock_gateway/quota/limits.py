@@ -110,6 +110,7 @@ class Limit:
     allow_unpriced: bool = False
     _models: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
     _tag: str = field(default="", repr=False, compare=False)
+    _capacity: int = field(default=0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -128,6 +129,9 @@ class Limit:
             object.__setattr__(self, "_tag", "#" + hashlib.sha256(spec.encode()).hexdigest()[:8])
         if not self.name:
             object.__setattr__(self, "name", f"{self.scope} {self.kind}")
+        scale = NANO_USD if self.spec.unit == "usd" else Decimal(1)
+        object.__setattr__(self, "_capacity", int(
+            (self.value * scale).to_integral_value(rounding=ROUND_FLOOR)))
 
     @property
     def scope_key_template(self) -> str:
@@ -141,8 +145,7 @@ class Limit:
     @property
     def capacity(self) -> int:
         """The limit in store units (nano-USD for money), rounded down."""
-        scale = NANO_USD if self.spec.unit == "usd" else Decimal(1)
-        return int((self.value * scale).to_integral_value(rounding=ROUND_FLOOR))
+        return self._capacity
 
     def scope_key(self, principal: Principal | None, model: str | None) -> str | None:
         """The counter this call lands on, or ``None`` when the limit does not count it."""

@@ -28,7 +28,6 @@ class QuotaNote:
 
     limits: tuple[str, ...] = ()
     cost_usd: Decimal | None = None  # what the budgets were charged (set when settled)
-    cost_exact: Decimal | None = None  # the bill before rounding up to the nano-dollar
     estimated: bool = False  # the charge is the worst case: the final usage never arrived
 
 

@@ -222,7 +222,8 @@ def _resolve(rates: TokenRates, standard: _Tuple5 | None, own_cache: bool = Fals
 class Rates:
     """A :class:`Price` compiled to integers: pico-USD per 1M tokens (or per unit)."""
 
-    __slots__ = ("_tiers", "image", "image_input", "long", "query", "standard", "video")
+    __slots__ = ("_tiers", "_worst", "image", "image_input", "long", "query", "standard",
+                 "video")
 
     def __init__(self, price: Price) -> None:
         base = TokenRates(price.input, price.output, price.cache_read, price.cache_write,
@@ -236,6 +237,7 @@ class Rates:
         self.video = _pico(price.video_second) if price.video_second is not None else None
         self.query = _pico(price.query) if price.query is not None else None
         self.image_input = _pico(price.image_input) if price.image_input is not None else None
+        self._worst: dict[tuple[str | None, str | None, int], _Tuple5] = {}
 
     def tokens(self, tier: str | None, latency: str | None, prompt: int) -> _Tuple5:
         """The five token rates for a request of ``prompt`` tokens at this tier/latency."""
@@ -253,17 +255,24 @@ class Rates:
     def worst_tokens(self, tier: str | None, latency: str | None, prompt: int) -> _Tuple5:
         """Each rate at its dearest over what Bedrock may bill for the request: the asked-for
         tier or standard (a tier may be served at standard), long context if it may apply."""
-        options = [self.tokens(t, lat, size) for t in {tier, None} for lat in {latency, None}
-                   for size in (prompt, 0)]
-        return tuple(max(rates) for rates in zip(*options, strict=True))
+        key = (tier, latency, sum(1 for above, _ in self.long if prompt > above)
+               if self.long else 0)
+        found = self._worst.get(key)
+        if found is None:
+            options = [self.tokens(t, lat, size) for t in {tier, None}
+                       for lat in {latency, None} for size in (prompt, 0)]
+            found = tuple(max(rates) for rates in zip(*options, strict=True))
+            if len(self._worst) < 64:  # tiers x latencies x thresholds: a handful of keys
+                self._worst[key] = found
+        return found
 
     def image_price(self, key: str | None) -> int | None:
         """Per image of ``key`` (``"<W>x<H>/<quality>"``): the smallest listed size of that
-        quality that holds a W x H image ("up to 1024 x 1024"), else the default ``"*"``, else
-        the dearest listed (an unknown size is never priced low)."""
+        quality that holds a W x H image ("up to 1024 x 1024"); when none does (or the size is
+        not known), the dearest listed: an unknown size is never priced low."""
         if not self.image:
             return None
-        found = self.image.get(key or "*")
+        found = self.image.get(key) if key else None
         if found is None and key:
             size, _, quality = key.partition("/")
             wanted = _sides(size)
@@ -273,8 +282,8 @@ class Rates:
                     and wanted[0] <= sides[0] and wanted[1] <= sides[1]]
             if fits:
                 found = min(fits)[1]
-        if found is None:
-            found = self.image.get("*", max(self.image.values()))
+        if found is None:  # unknown size or quality: the dearest price listed
+            found = max(self.image.values())
         return found
 
     @property
@@ -294,8 +303,9 @@ class Rates:
         one_hour = min(usage.cache_write_1h_tokens, write)
         total = (usage.input_tokens * inp + usage.output_tokens * out + read * r_rate
                  + (write - one_hour) * w_rate + one_hour * w1h)
-        total += self._units(usage.images, terms.video_seconds, terms.queries,
-                             terms.input_images, terms.image_key)
+        if usage.images or terms.video_seconds or terms.queries or terms.input_images:
+            total += self._units(usage.images, terms.video_seconds, terms.queries,
+                                 terms.input_images, terms.image_key)
         return total  # tokens x pico-USD per 1M tokens = atto-USD
 
     def worst(self, input_bound: int, output_bound: int, terms: Terms) -> int:
@@ -305,8 +315,9 @@ class Rates:
         inp, out, read, write, w1h = self.worst_tokens(terms.tier, terms.latency, input_bound)
         dearest = max(inp, read, write, w1h if terms.cache_1h else 0)
         total = input_bound * dearest + output_bound * out
-        total += self._units(terms.images, terms.video_seconds, terms.queries,
-                             terms.input_images, terms.image_key)
+        if terms.images or terms.video_seconds or terms.queries or terms.input_images:
+            total += self._units(terms.images, terms.video_seconds, terms.queries,
+                                 terms.input_images, terms.image_key)
         return total
 
     def _units(self, images: int, seconds: int, queries: int, input_images: int,

@@ -195,6 +195,9 @@ class Pricing:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._resolved: dict[tuple[str, str | None], object] = {}
+        # Memo of quota.costing for calls priced at one model (read-mostly; a race only
+        # computes the same value twice).
+        self.costings: dict[str, object] = {}
 
     def __len__(self) -> int:
         return len(self._table)

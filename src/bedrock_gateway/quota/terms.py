@@ -17,7 +17,7 @@ from typing import Any
 from bedrock_gateway.call import Call
 from bedrock_gateway.quota.prices import Terms
 
-__all__ = ["billed_model", "request_terms", "video_seconds"]
+__all__ = ["PLAIN", "billed_model", "request_terms", "video_seconds"]
 
 _KEY = "bedrock_gateway.terms"
 _TIER_HEADER = "x-amzn-bedrock-service-tier"
@@ -26,6 +26,8 @@ _TIERS = frozenset({"priority", "flex"})
 _DURATION = re.compile(r"(\d{1,4})\s*s?")
 _DOCS_PER_QUERY = 100  # Bedrock bills a rerank query per 100 documents
 _NOVA_REEL_DEFAULT_S = 6
+PLAIN = Terms()  # a request that asks for nothing that changes its price
+_CONVERSE = frozenset({"Converse", "ConverseStream"})
 
 
 def _get(doc: object, *path: str) -> object:
@@ -81,6 +83,11 @@ def _image_terms(body: dict[str, Any]) -> tuple[int, str | None]:
 
 def _read(call: Call) -> Terms:
     name = call.operation.name
+    if name in _CONVERSE:  # the hot path: most calls name no tier, latency or 1-hour TTL
+        doc = call.json()
+        if "serviceTier" not in doc and "performanceConfig" not in doc \
+                and b'"1h"' not in call.body:
+            return PLAIN
     headers = call.headers
     tier: object = None
     latency: object = None
@@ -105,12 +112,14 @@ def _read(call: Call) -> Terms:
         seconds = video_seconds(model if isinstance(model, str) else None, model_input) or 0
         if isinstance(model_input, dict):
             images, image_key = _image_terms(model_input)
-    return Terms(
-        tier=tier if isinstance(tier, str) and tier in _TIERS else None,
-        latency="optimized" if latency == "optimized" else None,
-        cache_1h=b'"1h"' in call.body,
-        image_key=image_key, images=images, video_seconds=seconds, queries=queries,
-        input_images=input_images)
+    tier = tier if isinstance(tier, str) and tier in _TIERS else None
+    latency = "optimized" if latency == "optimized" else None
+    cache_1h = b'"1h"' in call.body
+    if not (tier or latency or cache_1h or images or seconds or queries or input_images):
+        return PLAIN  # most calls: nothing that changes the price
+    return Terms(tier=tier, latency=latency, cache_1h=cache_1h, image_key=image_key,
+                 images=images, video_seconds=seconds, queries=queries,
+                 input_images=input_images)
 
 
 def request_terms(call: Call) -> Terms:
