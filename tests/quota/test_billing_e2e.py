@@ -261,3 +261,44 @@ def test_images_and_rerank_queries_are_billed_per_unit(start: Start) -> None:
     assert_within_1pct(images["cost_usd"], 2 * D("0.06"))  # premium, up to 1024 x 1024
     assert queries["queries"] == 2  # 150 documents: two queries of up to 100
     assert_within_1pct(queries["cost_usd"], 2 * D("0.002"))  # $2 per 1,000 queries
+
+
+def test_streams_are_billed_like_buffered_answers(start: Start) -> None:
+    """ConverseStream (metadata event) and InvokeModelWithResponseStream (Anthropic
+    message_start + invocation metrics): cache writes by TTL, reads, tier, at AWS rates."""
+    import json
+
+    server, log = start('[[quota.limits]]\nscope = "global"\nusd_per_day = 50\n')
+    client = gateway_client(server.url)
+    model = "us." + SONNET_45
+    for _ in range(2):  # write, then read
+        stream = client.converse_stream(modelId=model, **cached_prompt(120_000, ttl="1h"))
+        list(stream["stream"])
+    native = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
+              "system": [{"type": "text", "text": "n" * 80_000,
+                          "cache_control": {"type": "ephemeral"}}],
+              "messages": [{"role": "user", "content": "Summarise the notes"}]}
+    for _ in range(2):
+        answer = client.invoke_model_with_response_stream(modelId=model, body=json.dumps(native))
+        list(answer["body"])
+    written, read, native_write, native_read = records(log, 4)
+    assert written["cache_write_1h_tokens"] == written["cache_write_tokens"] == 30_000
+    assert read["cache_read_tokens"] == 30_000
+    assert native_write["cache_write_tokens"] == 20_000
+    assert native_write["cache_write_1h_tokens"] == 0
+    assert native_read["cache_read_tokens"] == 20_000
+    for record in (written, read, native_write, native_read):
+        assert record["streamed"] and record["complete"]
+        assert_within_1pct(record["cost_usd"], aws_bill(record, SONNET_GEO))
+
+
+def test_a_5_dollar_budget_admits_many_cache_reads(start: Start) -> None:
+    """The issue's case: reads of a 100k-token cached prompt cost ~4 cents each, so a $5 day
+    admits dozens of them (it refused the tenant after $0.46 when reads were priced as input)."""
+    server, log = start('[[quota.limits]]\nscope = "tenant"\nusd_per_day = 5\n'
+                        '[[quota.limits]]\nscope = "global"\nusd_per_day = 5\n')
+    client = gateway_client(server.url)
+    for _ in range(25):
+        client.converse(modelId="us." + SONNET_45, **cached_prompt(400_000))
+    spent = sum(D(r["cost_usd"]) for r in records(log, 25))
+    assert D("0.9") < spent < D("1.5")  # one write ($0.41) and 24 reads (~$0.04 each)
