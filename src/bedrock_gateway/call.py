@@ -79,12 +79,7 @@ class Call:
         """
         cached = self.attrs.get(_JSON_KEY)
         if cached is None:
-            try:
-                cached = json.loads(self.body) if self.body else None
-            except ValueError:  # also UnicodeDecodeError
-                raise ValidationError("The request body is not valid JSON.") from None
-            if not isinstance(cached, dict):
-                raise ValidationError("The request body must be a JSON object.")
+            cached = parse_request_json(self.body)
             self.attrs[_JSON_KEY] = cached
         return cached
 
@@ -92,6 +87,59 @@ class Call:
         """Replace the body with ``document`` (compact JSON) and keep the parsed copy."""
         self.body = json.dumps(document, separators=(",", ":")).encode()
         self.attrs[_JSON_KEY] = document
+
+
+MAX_JSON_DEPTH = 128  # Bedrock request bodies nest a few dozen levels at most (tool schemas)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # rare: find the key to name it
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def _depth_over(document: object, limit: int) -> bool:
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+    return False
+
+
+def parse_request_json(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, parsed strictly: a duplicate key (a policy would see
+    one value and Bedrock may use the other) or nesting deeper than :data:`MAX_JSON_DEPTH`
+    is a :class:`ValidationError`, like malformed JSON."""
+    try:
+        document = json.loads(body, object_pairs_hook=_strict_object) if body else None
+    except _DuplicateKey as exc:
+        raise ValidationError(
+            f"The request body repeats the key {str(exc)[:100]!r} in one object.") from None
+    except RecursionError:
+        raise ValidationError("The request body is nested too deeply.") from None
+    except ValueError:  # also UnicodeDecodeError
+        raise ValidationError("The request body is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise ValidationError("The request body must be a JSON object.")
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _depth_over(
+            document, MAX_JSON_DEPTH):
+        raise ValidationError(
+            f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
+    return document
 
 
 class Response:

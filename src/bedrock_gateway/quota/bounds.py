@@ -31,7 +31,32 @@ __all__ = ["INPUT_BOUNDS", "InputBound", "output_bound"]
 
 INPUT_BOUNDS = ("bytes", "estimate", "count_tokens")
 _MEDIA = re.compile(rb'"(?:image|document|video)"')
+_MEDIA_WORD = re.compile(rb"image|document|video")
+_MEDIA_NAMES = frozenset({"image", "document", "video"})
 _EMBED = re.compile(r"embed", re.IGNORECASE)
+
+
+def media_blocks(call: Call) -> int:
+    """Image, document and video blocks in the request, counted on the parsed body (a key
+    spelled with a JSON escape, ``"\\u0069mage"``, is still an image): every object key or
+    string value that is ``image``, ``document`` or ``video``."""
+    body = call.body
+    if b"\\u" not in body and not _MEDIA_WORD.search(body):
+        return 0  # the common case: no media word can be there, escaped or not
+    if not call.is_json:
+        return len(_MEDIA.findall(body))
+    count = 0
+    stack: list[object] = [call.json()]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count += sum(1 for key in node if key in _MEDIA_NAMES)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and node in _MEDIA_NAMES:
+            count += 1
+    return count
 
 
 def generates(call: Call) -> bool:
@@ -51,7 +76,7 @@ class InputBound:
 
     def __call__(self, call: Call) -> int:
         body = call.body
-        extra = self.overhead_tokens + self.media_tokens * len(_MEDIA.findall(body))
+        extra = self.overhead_tokens + self.media_tokens * media_blocks(call)
         if self.strategy == "estimate":
             chars = len(body.decode("utf-8", errors="replace"))
             return math.ceil(chars / 4 * self.factor) + extra
@@ -85,25 +110,38 @@ def _as_bound(value: object, where: str) -> int:
     return value
 
 
+def _spelled(doc: object) -> list[int]:
+    """Every max-tokens value ``doc`` spells, in any family's spelling (validated)."""
+    if not isinstance(doc, dict):
+        return []
+    return [_as_bound(value, ".".join(known)) for known in ANY_MAX_TOKENS
+            if (value := _get(doc, *known)) is not None]
+
+
 def output_bound(call: Call, default_max_tokens: int) -> int | None:
     """The most output tokens the call can produce, writing ``default_max_tokens`` into the
-    body when it sets none. ``None``: no bound can be established (unknown model family)."""
+    body when it sets none. ``None``: no bound can be established (unknown model family).
+
+    A body may spell the limit more than once (Nova: ``inferenceConfig.max_new_tokens`` and
+    ``inferenceConfig.maxTokens``; Converse: ``inferenceConfig.maxTokens`` and a model field in
+    ``additionalModelRequestFields``); the model honours one of them, so the bound is the
+    largest."""
     if not generates(call):
         return 0
     if not call.is_json:
         return None
     body = call.json()
     if call.operation.name.startswith("Converse"):
+        extra = _spelled(body.get("additionalModelRequestFields"))
         value = _get(body, "inferenceConfig", "maxTokens")
         if value is None:
             _set(body, ("inferenceConfig", "maxTokens"), default_max_tokens)
             call.set_json(body)
-            return default_max_tokens
-        return _as_bound(value, "inferenceConfig.maxTokens")
-    for known in ANY_MAX_TOKENS:
-        value = _get(body, *known)
-        if value is not None:
-            return _as_bound(value, ".".join(known))
+            return max([default_max_tokens, *extra])
+        return max([_as_bound(value, "inferenceConfig.maxTokens"), *extra])
+    spelled = _spelled(body)
+    if spelled:
+        return max(spelled)
     if any(_EMBED.search(name) for name in model_names(call.model_id or "")):
         return 0
     terms = request_terms(call)
