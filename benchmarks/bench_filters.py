@@ -5,6 +5,10 @@
   alone, and the whole input check through ``Gateway.handle`` (extraction, size and parameter
   policies, the three text filters, redaction, re-encoding) against the same gateway without
   filters, interleaved; p50 of each repeat, median of the repeats.
+- conversation: the same 10 KB as a system prompt and 40 messages of two text blocks each,
+  through ``Gateway.handle`` (the texts are judged joined, across blocks and roles).
+- non-ASCII: a 10 KB prompt of Japanese prose with the same numbers and address, scans only
+  (PII folds such text before scanning it).
 - stream: a ConverseStream of 1,000 ``contentBlockDelta`` frames (4-12 characters each) through
   the StreamScanner with the same three filters; µs per frame, and the most text held back
   against the filters' window.
@@ -85,6 +89,24 @@ def main() -> None:
           f"{statistics.median(scan):.0f} µs p50")
     b, f = statistics.median(base), statistics.median(full)
     print(f"whole input check through Gateway.handle: {b:.0f} -> {f:.0f} µs (+{f - b:.0f} µs)")
+
+    pieces = [text[i:i + 120] for i in range(0, len(text), 120)]
+    conversation = json.dumps({
+        "system": [{"text": pieces[0]}],
+        "messages": [{"role": ("user", "assistant")[i % 2], "content": [
+            {"text": pieces[1 + 2 * i]}, {"text": pieces[2 + 2 * i]}]} for i in range(40)],
+        "inferenceConfig": {"maxTokens": 512}}).encode()
+    chat = []
+    for _ in range(args.repeats):
+        chat.append(p50(lambda: filtered.handle("POST", path, "", headers, conversation),
+                        args.calls))
+    print(f"the same as 81 blocks (system + 40 messages): {b:.0f} -> "
+          f"{statistics.median(chat):.0f} µs (+{statistics.median(chat) - b:.0f} µs)")
+    japanese = text.replace("the ", "四半期の報告書によると、").replace(" and ", "および")[:10_000]
+    wide = []
+    for _ in range(args.repeats):
+        wide.append(p50(lambda: [f.scan(japanese) for f in scanners], args.calls))  # type: ignore[attr-defined]
+    print(f"10 KB non-ASCII prompt, scans only: {statistics.median(wide):.0f} µs p50")
 
     rng = random.Random(3)
     stream_text = prompt(8_000)

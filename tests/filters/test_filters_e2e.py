@@ -134,3 +134,50 @@ def test_a_refused_prompt_reserves_no_quota(start: Start, fake_bedrock: FakeBedr
     with pytest.raises(ClientError) as caught:
         client.converse(modelId=HAIKU, messages=say("hello again"))
     assert caught.value.response["Error"]["Code"] == "ThrottlingException"
+
+
+def test_an_email_split_across_blocks_is_redacted_before_bedrock_sees_it(
+        start: Start, fake_bedrock: FakeBedrock) -> None:
+    client, log = start('[[filters]]\ntype = "pii"\ncategories = { email = "redact" }\n')
+    client.converse(modelId=HAIKU, system=[{"text": "Reply to jane.d"}], messages=[
+        {"role": "user", "content": [{"text": "oe@exam"}, {"text": "ple.com please"}]}])
+    sent = json.loads(fake_bedrock.requests[-1].body)
+    assert sent["system"] == [{"text": "Reply to [EMAIL]"}]
+    assert sent["messages"][0]["content"] == [{"text": "[EMAIL]"}, {"text": "[EMAIL] please"}]
+    assert "jane" not in fake_bedrock.requests[-1].body.decode()
+    (record,) = records(log, 1)
+    assert record["filters"] == ["pii:email:redact"]
+
+
+def test_text_in_tool_definitions_and_fullwidth_forms_is_filtered(
+        start: Start, fake_bedrock: FakeBedrock) -> None:
+    client, _ = start('[[filters]]\ntype = "pii"\ncategories = { email = "redact",'
+                      ' credit_card = "block" }\n')
+    tool = {"toolSpec": {"name": "notify", "description": "mails bob\uff20example\uff0ecom",
+                         "inputSchema": {"json": {"type": "object", "properties": {
+                             "to": {"type": "string", "enum": ["jane@example.com"]}}}}}}
+    client.converse(modelId=HAIKU, messages=say("hello"), toolConfig={"tools": [tool]})
+    sent = json.loads(fake_bedrock.requests[-1].body)["toolConfig"]["tools"][0]["toolSpec"]
+    assert sent["description"] == "mails [EMAIL]"
+    assert sent["inputSchema"]["json"]["properties"]["to"]["enum"] == ["[EMAIL]"]
+    with pytest.raises(ClientError) as caught:
+        client.converse(modelId=HAIKU, messages=say(
+            "card \uff14\uff11\uff11\uff11" + " \uff11\uff11\uff11\uff11" * 3))
+    assert "credit_card" in caught.value.response["Error"]["Message"]
+    assert len(fake_bedrock.requests) == 1
+
+
+def test_an_image_follows_on_unknown_shape_and_is_labelled(
+        start: Start, fake_bedrock: FakeBedrock) -> None:
+    image = {"image": {"format": "png", "source": {"bytes": b"\x89PNG not really"}}}
+    messages = [{"role": "user", "content": [{"text": "what is this?"}, image]}]
+    strict, strict_log = start('[[filters]]\ntype = "pii"\n')
+    with pytest.raises(ClientError) as caught:
+        strict.converse(modelId=HAIKU, messages=messages)
+    assert "cannot read messages/0/content/1/image" in caught.value.response["Error"]["Message"]
+    assert not fake_bedrock.requests
+    assert records(strict_log, 1)[0]["filters"] == ["pii:unreadable:block"]
+    lenient, lenient_log = start('[gateway]\non_unknown_shape = "pass"\n[[filters]]\ntype = "pii"\n')
+    lenient.converse(modelId=HAIKU, messages=messages)
+    assert len(fake_bedrock.requests) == 1
+    assert records(lenient_log, 1)[0]["filters"] == ["pii:unreadable:allowed"]

@@ -104,6 +104,15 @@ BENIGN = [
     "$1,299.99", "€ 1.299,00", "1 000 000 people", "+5 points", "+1500", "555-0132",
     "123-456-7890", "call 015-555-0132", "2024 555 1234", "10%", "3.14159", "0.0.0",
     "+12345", "1-800-FLOWERS",
+    # numbers with dots, slashes and mixed separators (cards and SSNs may use them)
+    "2024/01/15 2024/01/16 2024/01/17", "2019.2020.2021.2022", "1.234.567,89 EUR",
+    "tracking 1Z999AA10123456784", "ISBN 978-0-306-40615-7", "call 0800 123 4567",
+    "lot 1234.5678.9012.3456", "2 4 6 8 10 12 14 16 18 20 22 24 26",
+    "3 1 4 1 5 9 2 6 5 3 5 8 9 7 9", "1 1 2 3 5 8 13 21 34 55 89", "page 12/345/6789",
+    "scores 98-87-76-65-54-43-32", "items 123 456 7890 1234", "ratio 16:9 1920/1080/60",
+    "files 2024-01-15.log 2024-01-16.log", "ids 1234/5678 9012/3456",
+    "0 0 0 0 0 0 0 0 0 0 0 0 0 0", "room 101 - 102 - 103 - 104 - 105",
+    "timestamps 1705312200.123 1705312260.456", "dates 15.01.2024 - 16.01.2024 - 17.01.2024",
     # prose and code
     "The quick brown fox jumps over the lazy dog.",
     "Please summarize the attached class hierarchy and explain the assistant's role.",
@@ -126,8 +135,8 @@ def test_benign_corpus_has_no_findings() -> None:
 
 def test_categories_actions_and_window() -> None:
     assert PIIFilter().window == 1024  # jwt
-    assert PIIFilter({"email": "log"}).window == 254
-    assert PIIFilter({"us_ssn": "block", "ipv4": "log"}).window == 15
+    assert PIIFilter({"email": "log"}).window == 4 * 254  # invisible characters inside
+    assert PIIFilter({"us_ssn": "block", "ipv4": "log"}).window == 4 * 15
     pii = PIIFilter({"email": "block", "us_ssn": "log"}, name="people")
     text = "a@b.example and 123-45-6789 and 10.0.0.1"
     assert [(f.filter, f.category, f.action) for f in pii.scan(text)] == [
@@ -163,7 +172,9 @@ def test_non_ascii_text_keeps_offsets() -> None:
     text = "“Café” — mail: zoe@example.com ✉ or 😀 10.0.0.1 😀 card 4111 1111 1111 1111"
     assert [(f.category, text[f.start:f.end]) for f in PIIFilter().scan(text)] == [
         ("email", "zoe@example.com"), ("ipv4", "10.0.0.1"), ("credit_card", "4111 1111 1111 1111")]
-    assert PIIFilter().scan("zoë@example.com") == []  # addresses are ASCII only
+    text = "zoë@exämple.com, 連絡先はtaro@example.comです"  # internationalised addresses
+    assert [text[f.start:f.end] for f in PIIFilter().scan(text)] == [
+        "zoë@exämple.com", "taro@example.com"]
 
 
 def test_a_long_jwt_is_reported_by_its_first_1024_characters() -> None:

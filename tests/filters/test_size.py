@@ -25,17 +25,17 @@ CONVERSE_BODY: dict[str, Any] = {
         {"role": "user", "content": [
             {"text": "abcde"},  # 5
             IMAGE,
-            {"document": {"format": "pdf", "name": "d", "source": {"bytes": PNG}}},
+            {"document": {"format": "pdf", "name": "d", "source": {"bytes": PNG}}},  # 1
         ]},
         {"role": "assistant", "content": [
-            {"toolUse": {"toolUseId": "t", "name": "f", "input": {"q": "xyz"}}},  # 3
+            {"toolUse": {"toolUseId": "t", "name": "f", "input": {"q": "xyz"}}},  # 1 + 1 + 3
         ]},
         {"role": "user", "content": [
             {"toolResult": {"toolUseId": "t", "content": [{"text": "12"}, IMAGE]}},  # 2
             {"video": {"format": "mp4", "source": {"bytes": PNG}}},
         ]},
     ],
-}  # 20 prompt characters, 3 messages, 4 media blocks
+}  # 23 prompt characters, 3 messages, 4 media blocks
 
 ANTHROPIC_BODY: dict[str, Any] = {
     "anthropic_version": "bedrock-2023-05-31",
@@ -83,8 +83,8 @@ def test_is_a_request_policy() -> None:
 
 
 @pytest.mark.parametrize(("operation", "model", "body", "sizes"), [
-    ("Converse", NOVA, CONVERSE_BODY, (20, 3, 4)),
-    ("ConverseStream", ANTHROPIC, CONVERSE_BODY, (20, 3, 4)),
+    ("Converse", NOVA, CONVERSE_BODY, (23, 3, 4)),
+    ("ConverseStream", ANTHROPIC, CONVERSE_BODY, (23, 3, 4)),
     ("InvokeModel", ANTHROPIC, ANTHROPIC_BODY, (14, 3, 3)),
     ("InvokeModelWithResponseStream", "us." + NOVA, NOVA_BODY, (4, 1, 2)),
 ])
@@ -120,7 +120,7 @@ def test_each_limit_alone() -> None:
 
 def test_image_bytes_are_not_prompt_characters() -> None:
     assert len(PNG) > 100
-    assert SizeFilter(max_prompt_chars=20).apply("Converse", NOVA, CONVERSE_BODY) == []
+    assert SizeFilter(max_prompt_chars=23).apply("Converse", NOVA, CONVERSE_BODY) == []
 
 
 def test_count_tokens_converse_and_base64_invoke_body() -> None:
@@ -129,7 +129,7 @@ def test_count_tokens_converse_and_base64_invoke_body() -> None:
     blob = base64.b64encode(_dumps(ANTHROPIC_BODY)).decode()
     invoke_body = {"input": {"invokeModel": {"body": blob}}}
     count_tokens(ANTHROPIC, _dumps(invoke_body))
-    for body, (chars, messages, media) in ((converse_body, (20, 3, 4)), (invoke_body, (14, 3, 3))):
+    for body, (chars, messages, media) in ((converse_body, (23, 3, 4)), (invoke_body, (14, 3, 3))):
         at = SizeFilter(max_prompt_chars=chars, max_messages=messages, max_media=media)
         assert at.apply("CountTokens", ANTHROPIC, body) == []
         over = SizeFilter(max_prompt_chars=chars - 1, max_messages=messages - 1,

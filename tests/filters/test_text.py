@@ -33,11 +33,13 @@ from bedrock_gateway.filters.text import (
     UnknownShapeError,
     base_model_id,
     frame_text,
+    request_fields,
     request_texts,
     response_texts,
     set_text,
     with_text,
 )
+from bedrock_gateway.filters.text_walk import Key
 from bedrock_gateway.testing.fake_converse import (
     apply_guardrail,
     converse,
@@ -169,18 +171,38 @@ CONVERSE_TEXTS = [
     (("system", 0, "text"), "You are terse."),
     (("system", 2, "guardContent", "text", "text"), "system guard"),
     (("messages", 0, "content", 0, "text"), "look this up"),
+    (("messages", 0, "content", 2, "document", "name"), "doc"),
     (("messages", 0, "content", 3, "guardContent", "text", "text"), "guarded words"),
     (("messages", 1, "content", 0, "reasoningContent", "reasoningText", "text"), "I should call"),
+    (("messages", 1, "content", 1, "toolUse", "name"), "lookup"),
+    (("messages", 1, "content", 1, "toolUse", "input", Key("q")), "q"),
     (("messages", 1, "content", 1, "toolUse", "input", "q"), "weather"),
+    (("messages", 1, "content", 1, "toolUse", "input", Key("n")), "n"),
     (("messages", 2, "content", 0, "toolResult", "content", 0, "text"), "sunny"),
+    (("messages", 2, "content", 0, "toolResult", "content", 1, "json", Key("temp")), "temp"),
+    (("messages", 2, "content", 0, "toolResult", "content", 1, "json", Key("sky")), "sky"),
     (("messages", 2, "content", 0, "toolResult", "content", 1, "json", "sky", 0), "clear"),
+    (("messages", 2, "content", 0, "toolResult", "content", 1, "json", "sky", 1, Key("wind")),
+     "wind"),
     (("messages", 2, "content", 0, "toolResult", "content", 1, "json", "sky", 1, "wind"), "calm"),
     (("messages", 2, "content", 1, "text"), "thanks"),
+]
+CONVERSE_UNREADABLE = [
+    ("messages", 0, "content", 1, "image"),
+    ("messages", 0, "content", 2, "document", "source", "bytes"),  # a PDF
+    ("messages", 2, "content", 0, "toolResult", "content", 2, "image"),
 ]
 
 
 def _dumps(value: object) -> bytes:
     return json.dumps(value).encode()
+
+
+def _at(body: Any, path: tuple[Any, ...]) -> Any:
+    """What ``path`` leads to (a :class:`Key` step: the key's own name)."""
+    for step in path:
+        body = step.name if isinstance(step, Key) and step.name in body else body[step]
+    return body
 
 
 def _pairs(refs: list[TextRef]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -242,6 +264,8 @@ def test_converse_request_texts() -> None:
     converse(ANTHROPIC, _dumps(CONVERSE_BODY))  # a valid Converse body
     for operation in ("Converse", "ConverseStream"):
         assert _pairs(request_texts(operation, ANTHROPIC, CONVERSE_BODY)) == CONVERSE_TEXTS
+        assert request_fields(operation, ANTHROPIC, CONVERSE_BODY).unreadable == \
+            CONVERSE_UNREADABLE
 
 
 def test_converse_text_only_body_counts_like_the_fake() -> None:
@@ -267,12 +291,19 @@ def test_converse_documents_search_results_and_prompt_variables() -> None:
         ]}],
         "promptVariables": {"topic": {"text": "volcanoes"}},
     }
-    assert _pairs(request_texts("Converse", "arn:aws:bedrock:us-east-1:1:prompt/P1", body)) == [
+    fields = request_fields("Converse", "arn:aws:bedrock:us-east-1:1:prompt/P1", body)
+    assert _pairs(fields) == [
+        (("messages", 0, "content", 0, "document", "name"), "a"),
         (("messages", 0, "content", 0, "document", "source", "text"), "doc text"),
+        (("messages", 0, "content", 1, "document", "name"), "b"),
         (("messages", 0, "content", 1, "document", "source", "content", 0, "text"), "part one"),
+        (("messages", 0, "content", 2, "searchResult", "source"), "s"),
+        (("messages", 0, "content", 2, "searchResult", "title"), "t"),
         (("messages", 0, "content", 2, "searchResult", "content", 0, "text"), "found"),
         (("promptVariables", "topic", "text"), "volcanoes"),
     ]
+    assert fields.unreadable == [("messages", 0, "content", 3, "video"),
+                                 ("messages", 0, "content", 4, "audio")]
 
 
 def test_count_tokens_converse_and_nested_invoke_model() -> None:
@@ -321,14 +352,14 @@ OTHER_REQUESTS: list[tuple[str, dict[str, Any], list[str]]] = [
         "message": "and now?", "preamble": "be nice",
         "chat_history": [{"role": "USER", "message": "hi"}, {"role": "CHATBOT", "message": "yo"}],
         "documents": [{"title": "t", "snippet": "snip"}], "max_tokens": 10,
-    }, ["and now?", "be nice", "hi", "yo", "t", "snip"]),
+    }, ["be nice", "hi", "yo", "and now?", "title", "t", "snippet", "snip"]),
     ("cohere.command-text-v14", {"prompt": "write a haiku", "max_tokens": 20}, ["write a haiku"]),
     ("mistral.mistral-large-2407-v1:0", {"messages": [
         {"role": "system", "content": "sys"}, {"role": "user", "content": "question"},
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "c1", "function": {"name": "f", "arguments": "{\"city\": \"Paris\"}"}}]},
         {"role": "tool", "tool_call_id": "c1", "content": "result"}]},
-     ["sys", "question", "{\"city\": \"Paris\"}", "result"]),
+     ["sys", "question", "f", "{\"city\": \"Paris\"}", "result"]),
     ("us.deepseek.r1-v1:0", {"prompt": DEEPSEEK_PROMPT, "max_tokens": 9}, [DEEPSEEK_PROMPT]),
     ("openai.gpt-oss-120b-1:0", {"messages": [{"role": "user", "content": [
         {"type": "text", "text": "describe"},
@@ -354,7 +385,7 @@ OTHER_REQUESTS: list[tuple[str, dict[str, Any], list[str]]] = [
             {"type": "tool_use", "id": "t", "name": "f", "input": {"k": "v"}}]},
             {"role": "user", "content": [{"type": "document", "source": {
                 "type": "text", "media_type": "text/plain", "data": "doc body"}}]}]},
-     ["plain system", "hmm", "v", "doc body"]),
+     ["plain system", "hmm", "f", "k", "v", "doc body"]),
 ]
 
 
@@ -364,10 +395,7 @@ def test_other_family_requests(model: str, body: dict[str, Any], texts: list[str
     refs = request_texts("InvokeModel", model, body)
     assert [ref.text for ref in refs] == texts
     for ref in refs:  # every path leads to its text
-        node: Any = body
-        for step in ref.path:
-            node = node[step]
-        assert node == ref.text
+        assert _at(body, ref.path) == ref.text
 
 
 @pytest.mark.parametrize("body", [
@@ -796,7 +824,8 @@ _requests = st.one_of(
 def test_set_text_then_request_texts_round_trip(request: tuple[str, dict[str, Any]]) -> None:
     operation, body = request
     refs = request_texts(operation, ANTHROPIC, body)
-    for i, ref in enumerate(refs):
-        set_text(body, ref.path, f"<marker {i}>")
+    for i in reversed(range(len(refs))):  # a key is renamed after the values under it
+        set_text(body, refs[i].path, f"<marker {i}>")
     again = request_texts(operation, ANTHROPIC, body)
-    assert _pairs(again) == [(ref.path, f"<marker {i}>") for i, ref in enumerate(refs)]
+    assert [ref.text for ref in again] == [f"<marker {i}>" for i in range(len(refs))]
+    assert [len(ref.path) for ref in again] == [len(ref.path) for ref in refs]

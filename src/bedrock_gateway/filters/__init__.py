@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from bedrock_gateway.filters.text import (
         TextRef,
         UnknownShapeError,
+        request_fields,
         request_texts,
         response_texts,
     )
@@ -46,7 +47,8 @@ _WHERE = {
     "ContentFilter": "middleware", "FilterRule": "middleware",
     "ParameterPolicy": "parameters", "PIIFilter": "pii", "RegexFilter": "regex",
     "SizeFilter": "size", "StreamScanner": "stream", "DenyTermsFilter": "terms",
-    **dict.fromkeys(("TextRef", "UnknownShapeError", "request_texts", "response_texts"), "text"),
+    **dict.fromkeys(("TextRef", "UnknownShapeError", "request_fields", "request_texts",
+                     "response_texts"), "text"),
 }
 
 
@@ -72,6 +74,7 @@ __all__ = [
     "UnknownShapeError",
     "Verdict",
     "redact",
+    "request_fields",
     "request_texts",
     "response_texts",
     "verdict",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bedrock_gateway.filters.text import Path, Refs, TextRef, _each, _field, _get, _str_at
+from bedrock_gateway.filters.text_walk import Path, Refs, TextRef, each, field, get, string_at
 
 __all__ = ["agent_request_texts", "agent_response_texts", "citation_texts"]
 _REQUEST_TEXT = {
@@ -23,34 +23,34 @@ _REQUEST_TEXT = {
     "RetrieveAndGenerateStream": ("input", "text"),
     "InvokeAgent": ("inputText",),
 }
-_PASSAGES = _each(_field("content", "text"))
+_PASSAGES = each(field("content", "text"))
 
 
 def agent_request_texts(operation: str, body: dict[str, Any]) -> list[TextRef]:
     """The prompt text of an agent-runtime request."""
-    out: Refs = []
-    _str_at(out, body, (), *_REQUEST_TEXT[operation])
+    out = Refs()
+    string_at(out, body, (), *_REQUEST_TEXT[operation])
     return out
 
 
 def _citation(out: Refs, citation: object, path: Path) -> None:
-    _str_at(out, citation, path, "generatedResponsePart", "textResponsePart", "text")
-    _PASSAGES(out, *_get(citation, path, "retrievedReferences"))
+    string_at(out, citation, path, "generatedResponsePart", "textResponsePart", "text")
+    _PASSAGES(out, *get(citation, path, "retrievedReferences"))
 
 
 def agent_response_texts(operation: str, body: dict[str, Any]) -> list[TextRef]:
     """Every text of a buffered agent-runtime answer that reaches the client."""
-    out: Refs = []
+    out = Refs()
     if operation == "Retrieve":
         _PASSAGES(out, body.get("retrievalResults"), ("retrievalResults",))
     elif operation == "RetrieveAndGenerate":
-        _str_at(out, body, (), "output", "text")
-        _each(_citation)(out, body.get("citations"), ("citations",))
+        string_at(out, body, (), "output", "text")
+        each(_citation)(out, body.get("citations"), ("citations",))
     return out
 
 
 def citation_texts(payload: dict[str, Any]) -> list[TextRef]:
     """The texts of one RetrieveAndGenerateStream ``citation`` event payload."""
-    out: Refs = []
+    out = Refs()
     _citation(out, payload.get("citation"), ("citation",))
     return out

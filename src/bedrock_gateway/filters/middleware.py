@@ -4,7 +4,8 @@ Each :class:`FilterRule` pairs one filter with where it applies (``input``, ``ou
 whom (``tenants``; empty = everyone). For a call, the rules that apply run in order:
 
 - **input** — request policies (size, parameters) check and may rewrite the parsed body; text
-  filters scan every prompt text the shape holds (``filters.text.request_texts``).
+  filters scan every text of the shape that reaches the model (``filters.text.request_fields``),
+  joined across blocks and roles as the model reads them (``filters.joined``).
   ``block`` → 400 ``ValidationException`` naming the filter and category (never the text);
   ``redact`` → the text is rewritten in place, same structure, and the call is forwarded — and
   signed — with the new body; ``log`` → recorded only.
@@ -12,10 +13,12 @@ whom (``tenants``; empty = everyone). For a call, the rules that apply run in or
   ``ValidationException``) or rewritten; a stream is scanned as it flows by
   :class:`~bedrock_gateway.filters.stream.StreamScanner`.
 
-A body whose shape the gateway cannot read is refused when ``on_unknown_shape = "block"`` (the
-default: a filter that cannot see the text must not wave it through) or passed, with a warning,
-when ``"pass"``. Every finding's label (``filter:category:action``) is kept in
-``call.attrs["bedrock_gateway.filters"]``; the usage record lists them.
+A body whose shape the gateway cannot read, or a part no filter can read (an image, video,
+audio, a binary document), is refused when ``on_unknown_shape = "block"`` (the default: a
+filter that cannot see the text must not wave it through) or passed, with a warning, when
+``"pass"``; either way each text filter adds ``<name>:unreadable:block`` / ``:allowed``. Every
+finding's label (``filter:category:action``) is kept in ``call.attrs["bedrock_gateway.filters"]``;
+the usage record lists them.
 """
 
 from __future__ import annotations
@@ -29,16 +32,20 @@ from typing import Any, cast
 from bedrock_gateway.call import Call, Response
 from bedrock_gateway.errors import ValidationError
 from bedrock_gateway.eventstream import Frame
-from bedrock_gateway.filters.base import Finding, RequestPolicy, TextFilter, redact, verdict
+from bedrock_gateway.filters.base import Finding, RequestPolicy, TextFilter, verdict
+from bedrock_gateway.filters.joined import redact_texts, scan_joined
 from bedrock_gateway.filters.stream import StreamScanner
 from bedrock_gateway.filters.stream_text import with_payload
 from bedrock_gateway.filters.text import (
+    Refs,
     TextRef,
     UnknownShapeError,
-    request_texts,
+    request_fields,
     response_texts,
     set_text,
 )
+from bedrock_gateway.filters.text_walk import Path
+from bedrock_gateway.filters.text_walk import where as at
 from bedrock_gateway.pipeline import Next
 
 __all__ = ["FINDINGS", "ContentFilter", "FilterRule"]
@@ -81,18 +88,15 @@ def _record(call: Call, findings: Sequence[Finding]) -> None:
 
 def _scan(body: dict[str, Any], refs: Sequence[TextRef], filters: Sequence[TextFilter]
           ) -> tuple[list[Finding], bool]:
-    """Scan every text; rewrite those with ``redact`` findings in ``body`` (a ``block`` anywhere
-    makes the caller refuse the whole body, rewritten or not). Returns findings and whether the
-    body changed."""
-    findings: list[Finding] = []
-    changed = False
-    for ref in refs:
-        found = [f for flt in filters for f in flt.scan(ref.text)]
-        if any(f.action == "redact" for f in found):
-            set_text(body, ref.path, redact(ref.text, found))
-            changed = True
-        findings += found
-    return findings, changed
+    """Scan the texts as the model reads them, joined (``filters/joined.py``); rewrite those
+    with ``redact`` findings in ``body`` (a ``block`` anywhere makes the caller refuse the whole
+    body, rewritten or not). Returns findings and whether the body changed."""
+    texts = [ref.text for ref in refs]
+    located = scan_joined(texts, filters, [ref.joined for ref in refs])
+    rewritten = redact_texts(texts, located)
+    for i in sorted(rewritten, reverse=True):  # a key is renamed after the values under it
+        set_text(body, refs[i].path, rewritten[i])
+    return [loc.finding for loc in located], bool(rewritten)
 
 
 def _citations(call: Call, frames: Iterator[Frame], filters: Sequence[TextFilter]
@@ -151,7 +155,7 @@ class ContentFilter:
     def _check_input(self, call: Call, policies: list[RequestPolicy],
                      texts: list[TextFilter]) -> None:
         if not call.is_json:
-            self._unknown(call, "request")
+            self._unknown(call, "request", texts)
             return
         body = call.json()
         findings: list[Finding] = []
@@ -164,29 +168,42 @@ class ContentFilter:
             found = policy.apply(call.operation.name, call.model_id, body)
             changed = changed or bool(found)
             findings += found
+        unreadable: list[Path] = []
         if texts:
             try:
-                refs = request_texts(call.operation.name, call.model_id, body)
+                refs = request_fields(call.operation.name, call.model_id, body)
             except UnknownShapeError:
-                refs = []
-                self._unknown(call, "request")
+                refs = Refs()
+                self._unknown(call, "request", texts)
             found, rewritten = _scan(body, refs, texts)
             findings += found
             changed = changed or rewritten
+            unreadable = refs.unreadable
         _record(call, findings)
         v = verdict(findings)
         if v.blocked is not None:
             raise ValidationError(v.message("request"))
+        if unreadable:
+            self._unknown(call, "request", texts, unreadable[0])
         if changed:
             call.set_json(body)
 
-    def _unknown(self, call: Call, where: str) -> None:
+    def _unknown(self, call: Call, where: str, filters: Sequence[TextFilter],
+                 path: Path | None = None) -> None:
+        """A body (``path`` None) or a part of one (an image, a binary document) the filters
+        cannot read: refused (``on_unknown_shape = "block"``) or let through, and labelled
+        ``<filter>:unreadable:block`` / ``:allowed`` in the usage record either way."""
+        outcome = "block" if self.block_unknown else "allowed"
+        labels = call.attrs.setdefault(FINDINGS, [])
+        labels.extend(f"{f.name}:unreadable:{outcome}" for f in filters)
+        what = f"this {where}'s shape" if path is None else at(path)
         if self.block_unknown:
             raise ValidationError(
-                f"The gateway's content filters cannot read this {where}'s shape for model"
-                f" {call.model_id}, and unknown shapes are refused.")
-        log.warning("content filters skipped an unknown %s shape (%s, %s)", where,
-                    call.operation.name, call.model_id)
+                f"The gateway's content filters cannot read {what} for model {call.model_id},"
+                f" and {'unknown shapes are' if path is None else 'unreadable content is'}"
+                " refused.")
+        log.warning("content filters let through a %s they cannot read (%s, %s, %s)", where,
+                    call.operation.name, call.model_id, what)
 
     # -- output ------------------------------------------------------------------------------
 
@@ -207,7 +224,7 @@ class ContentFilter:
             refs = None
         if refs is None:
             try:
-                self._unknown(call, "response")
+                self._unknown(call, "response", filters)
             except ValidationError as exc:
                 response.close()
                 return Response.from_error(exc)
