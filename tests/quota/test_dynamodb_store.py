@@ -18,7 +18,7 @@ import urllib3
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError
 
-from bedrock_gateway.quota.ledger import Charge, QuotaStoreError, hold_slot
+from bedrock_gateway.quota.ledger import KEEP_CALLS_MS, Charge, QuotaStoreError, hold_slot
 from bedrock_gateway.quota.stores import dynamodb as dynamodb_module
 from bedrock_gateway.quota.stores import open_store
 from bedrock_gateway.quota.stores.dynamodb import DynamoDBStore, create_table
@@ -82,30 +82,38 @@ def test_reserve_and_settle_take_one_read_and_one_write_each(
         store: DynamoDBStore, charges: list[Charge]) -> None:
     calls = count_calls(store)
     for i in range(3):
-        assert store.reserve(charges, T0 + i, SLOT).ok
-        store.settle(charges, [0] * len(charges), T0 + i, SLOT)
-    assert sum(calls[op] for op in WRITES) == 2 * 3
+        assert store.reserve(f"c{i}", charges, T0 + i, SLOT).ok
+        store.settle(f"c{i}", charges, [0] * len(charges), T0 + i)
+    assert sum(calls[op] for op in WRITES) == 2 * 3  # the call's record rides along
     assert sum(calls.values()) == 4 * 3
-    assert set(calls) == ({"GetItem", "PutItem"} if len(charges) == 1
-                          else {"TransactGetItems", "TransactWriteItems"})
+    assert set(calls) == {"TransactGetItems", "TransactWriteItems"}
+    calls.clear()
+    store.settle("c0", charges, [0] * len(charges), T0 + 5)  # applied already: a read only
+    assert calls == {"TransactGetItems": 1}
 
 
 def test_a_refused_reservation_writes_nothing(store: DynamoDBStore) -> None:
-    assert store.reserve([budget(amount=1_000)], T0, SLOT).ok
+    assert store.reserve("a", [budget(amount=1_000)], T0, SLOT).ok
     calls = count_calls(store)
-    assert not store.reserve([rate(), budget()], T0, SLOT).ok
+    assert not store.reserve("b", [rate(), budget()], T0, SLOT).ok
     assert sum(calls[op] for op in WRITES) == 0 and sum(calls.values()) == 1
 
 
 def test_items_follow_the_documented_layout(store: DynamoDBStore, table: str, raw: Any) -> None:
-    assert store.reserve([rate(), budget(amount=7)], T0, SLOT).ok
-    store.settle([rate(), budget(amount=7)], [1, 5], T0 + 1_500, SLOT)
+    assert store.reserve("a", [rate(), budget(amount=7)], T0, SLOT).ok
+    record = raw.get_item(TableName=table, Key={"pk": {"S": "#call#a"}})["Item"]
+    assert json.loads(record["s"]["S"]) == {"c": "h", "n": SLOT}
+    assert record["expires_at"] == {"N": str((SLOT * 60_000 + KEEP_CALLS_MS) // 1000)}
+    store.settle("a", [rate(), budget(amount=7)], [1, 5], T0 + 1_500)
+    record = raw.get_item(TableName=table, Key={"pk": {"S": "#call#a"}})["Item"]
+    assert json.loads(record["s"]["S"]) == {"c": "s", "n": SLOT}
+    assert record["expires_at"] == {"N": str((T0 + 1_500 + KEEP_CALLS_MS + 999) // 1000)}
     rpm = raw.get_item(TableName=table, Key={"pk": {"S": "rpm"}})["Item"]
     day = raw.get_item(TableName=table, Key={"pk": {"S": "day"}})["Item"]
     assert json.loads(rpm["s"]["S"]) == {"l": pytest.approx(1 - 15 / 60), "t": T0 + 1_500}
     assert json.loads(day["s"]["S"]) == {"u": 5, "h": {}}
     assert rpm["v"] == day["v"] == {"N": "2"}
-    assert rpm["w"] == day["w"]  # one write, one transaction
+    assert rpm["w"] == day["w"] == record["w"]  # one write, one transaction
     assert rpm["expires_at"] == {"N": str((T0 + 1_500 + MINUTE + 999) // 1000)}
     assert day["expires_at"] == {"N": str((T0 + DAY) // 1000 + 86_400)}
 
@@ -136,7 +144,7 @@ def test_a_missing_table_is_a_store_error(endpoint: str) -> None:
     store = DynamoDBStore("absent", region="us-east-1", endpoint_url=endpoint)
     for charges in ([rate()], [rate(), budget()]):
         with pytest.raises(QuotaStoreError, match="ResourceNotFound"):
-            store.reserve(charges, T0, SLOT)
+            store.reserve("a", charges, T0, SLOT)
     with pytest.raises(QuotaStoreError, match="ResourceNotFound"):
         store.level(rate(), T0)
     store.close()
@@ -148,33 +156,35 @@ def test_an_unreachable_endpoint_is_a_store_error(endpoint: str) -> None:
                           config=Config(retries={"mode": "standard", "max_attempts": 1}))
     store = DynamoDBStore("quota", client=client)
     with pytest.raises(QuotaStoreError, match="Could not connect"):
-        store.reserve([rate()], T0, SLOT)
+        store.reserve("a", [rate()], T0, SLOT)
     store.close()
     client.close()
 
 
 def test_a_write_that_lost_the_race_is_recomputed(store: DynamoDBStore, table: str,
                                                   raw: Any) -> None:
-    """Another process reserves 5 between this store's read and its write."""
-    assert store.reserve([rate()], T0, SLOT).ok
+    """Another process voids a call (a lone put) between this store's read and its write."""
     calls = count_calls(store)
-    rival = {"pk": {"S": "rpm"}, "s": {"S": json.dumps({"l": 6.0, "t": T0})}, "v": {"N": "2"}}
+    rival = {"pk": {"S": "#call#a"}, "s": {"S": json.dumps({"c": "h", "n": SLOT})},
+             "v": {"N": "1"}}
 
     def interfere(**_: Any) -> None:
         if calls["PutItem"] == 1:
             raw.put_item(TableName=table, Item=rival)
 
     store.client.meta.events.register("before-call.dynamodb.PutItem", interfere)
-    decision = store.reserve([rate()], T0, SLOT)
-    assert decision.ok and decision.remaining == pytest.approx((3,))
-    assert calls == {"GetItem": 1, "PutItem": 2}  # the failed put returned the item
-    assert store.level(rate(), T0) == pytest.approx(7)
+    store.void("a", [rate()], T0, SLOT)  # no record yet: a tombstone, one put
+    # the put found the record the rival wrote (returned with the failure): held, so the
+    # void releases the call's hold (none here: the bucket stays empty) in a transaction
+    assert calls == {"TransactGetItems": 1, "PutItem": 1, "TransactWriteItems": 1}
+    item = raw.get_item(TableName=table, Key={"pk": {"S": "#call#a"}})["Item"]
+    assert json.loads(item["s"]["S"]) == {"c": "v", "n": SLOT}
 
 
 def test_a_transaction_that_lost_the_race_is_recomputed(store: DynamoDBStore, table: str,
                                                         raw: Any) -> None:
     charges = [rate(), budget(amount=10)]
-    assert store.reserve(charges, T0, SLOT).ok
+    assert store.reserve("a", charges, T0, SLOT).ok
     calls = count_calls(store)
     rival = {"pk": {"S": "day"}, "s": {"S": json.dumps({"u": 500, "h": {}})}, "v": {"N": "9"}}
 
@@ -183,15 +193,18 @@ def test_a_transaction_that_lost_the_race_is_recomputed(store: DynamoDBStore, ta
             raw.put_item(TableName=table, Item=rival)
 
     store.client.meta.events.register("before-call.dynamodb.TransactWriteItems", interfere)
-    assert store.reserve(charges, T0, SLOT).ok
+    assert store.reserve("b", charges, T0, SLOT).ok
     assert calls == {"TransactGetItems": 2, "TransactWriteItems": 2}
     assert store.level(rate(), T0) == pytest.approx(2)  # not 3: the failed attempt left nothing
     assert store.level(budget(), T0) == 510
 
 
-def test_a_put_resent_after_its_answer_was_lost_counts_once(store: DynamoDBStore) -> None:
-    """botocore resends a put whose answer it never got; the resend fails its condition and
-    the store recognises the item it finds as its own write."""
+@pytest.mark.parametrize("operation", ["TransactWriteItems", "PutItem"])
+def test_a_write_resent_after_its_answer_was_lost_counts_once(
+        store: DynamoDBStore, operation: str) -> None:
+    """botocore resends a write whose answer it never got; the resend fails its condition and
+    the store recognises the item it finds as its own write (a put) or finds the call's record
+    (a transaction)."""
     lost: list[str] = []
 
     def deliver_then_drop(request: Any, **_: Any) -> None:
@@ -206,11 +219,17 @@ def test_a_put_resent_after_its_answer_was_lost_counts_once(store: DynamoDBStore
         return 0 if isinstance(caught_exception, ConnectionClosedError) else None
 
     events = store.client.meta.events
-    events.register("before-send.dynamodb.PutItem", deliver_then_drop)
-    events.register_first("needs-retry.dynamodb.PutItem", retry_at_once)
+    events.register(f"before-send.dynamodb.{operation}", deliver_then_drop)
+    events.register_first(f"needs-retry.dynamodb.{operation}", retry_at_once)
     calls = count_calls(store)
-    assert store.reserve([rate()], T0, SLOT).ok
-    assert lost and calls == {"GetItem": 1, "PutItem": 1}
+    if operation == "PutItem":  # a lone put: the tombstone of a call never seen
+        store.void("a", [rate()], T0, SLOT)
+        assert lost and calls == {"TransactGetItems": 1, "PutItem": 1}
+        assert not store.reserve("a", [rate()], T0, SLOT).ok
+        assert store.level(rate(), T0) == 0
+        return
+    assert store.reserve("a", [rate()], T0, SLOT).ok
+    assert lost and calls["TransactWriteItems"] == 1
     assert store.level(rate(), T0) == pytest.approx(1)  # not 2
 
 
@@ -279,7 +298,8 @@ def test_stores_racing_on_one_key_admit_exactly_the_capacity(
 
     def worker(store: DynamoDBStore) -> None:
         start.wait()
-        admitted.extend(store.reserve(charges, T0, SLOT).ok for _ in range(10))
+        admitted.extend(store.reserve(f"{id(store)}-{i}", charges, T0, SLOT).ok
+                        for i in range(10))
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in stores]
     for t in threads:
@@ -296,5 +316,5 @@ def test_stores_racing_on_one_key_admit_exactly_the_capacity(
 def test_the_url_names_table_region_and_endpoint(endpoint: str, table: str) -> None:
     store = open_store(f"dynamodb://{table}?region=us-east-1&endpoint_url={endpoint}")
     assert isinstance(store, DynamoDBStore)
-    assert store.reserve([rate()], T0, SLOT).ok
+    assert store.reserve("a", [rate()], T0, SLOT).ok
     store.close()

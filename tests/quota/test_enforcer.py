@@ -223,10 +223,10 @@ class BrokenStore(MemoryStore):
         super().__init__()
         self.down = True
 
-    def reserve(self, charges: Any, now_ms: int, slot: int) -> Decision:
+    def reserve(self, call: str, charges: Any, now_ms: int, slot: int) -> Decision:
         if self.down:
             raise QuotaStoreError("connection refused")
-        return super().reserve(charges, now_ms, slot)
+        return super().reserve(call, charges, now_ms, slot)
 
 
 def test_a_store_outage_fails_closed_by_default_and_open_when_configured() -> None:

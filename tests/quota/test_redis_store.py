@@ -22,6 +22,7 @@ from redis.crc import key_slot
 
 from bedrock_gateway.quota.ledger import (
     HOLD_SLOT_MS,
+    KEEP_CALLS_MS,
     Charge,
     QuotaStore,
     QuotaStoreError,
@@ -94,45 +95,51 @@ def test_one_round_trip_per_reserve_and_per_settle(
     store.client.ping()  # connect first: the handshake is not the calls' business
     sent = Sent(monkeypatch)
     three = [rate(), budget(), Charge("tpm", 500, 1_000, period_ms=MINUTE)]
-    assert store.reserve(three, T0, SLOT).ok
+    assert store.reserve("a", three, T0, SLOT).ok
     assert sent.take() == ["EVAL"]  # first use sends the script itself, no NOSCRIPT detour
-    store.settle(three, [1, 40, 300], T0, SLOT)
+    store.settle("a", three, [1, 40, 300], T0)
     assert sent.take() == ["EVAL"]
     before = evalsha_calls(admin)
     sent.take()
-    decision = store.reserve(three, T0 + 1, SLOT)
+    decision = store.reserve("b", three, T0 + 1, SLOT)
     assert decision.ok
     assert sent.take() == ["EVALSHA"]
-    store.settle(three, [1, 40, 300], T0 + 1, SLOT)
+    store.settle("b", three, [1, 40, 300], T0 + 1)
     assert sent.take() == ["EVALSHA"]
-    refused = store.reserve([budget(amount=1_000)], T0 + 2, SLOT)
+    refused = store.reserve("c", [budget(amount=1_000)], T0 + 2, SLOT)
     assert not refused.ok
+    assert sent.take() == ["EVALSHA"]
+    store.void("d", [budget()], T0 + 2, SLOT)
     assert sent.take() == ["EVALSHA"]
     assert store.level(budget(), T0 + 2) == 80
     assert sent.take() == ["HGETALL"]
     sent.take()
-    assert evalsha_calls(admin) - before == 3
+    assert evalsha_calls(admin) - before == 4
 
 
 def test_an_empty_call_does_not_touch_redis(
         store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
     sent = Sent(monkeypatch)
-    assert store.reserve([], T0, SLOT).ok
-    store.settle([], [], T0, SLOT)
+    assert store.reserve("a", [], T0, SLOT).ok
+    store.settle("a", [], [], T0)
+    store.void("a", [], T0, SLOT)
     assert sent.take() == []
 
 
 def test_keys_carry_the_prefix_hash_tag_and_expire(
         store: RedisStore, admin: redis.Redis, prefix: str) -> None:
     hostile = ["a{b}c", "}{", "{x}", "a%7Bb", "a{b", "%", "%25", "ü{😀}" * 50, "k" * 300]
-    for key in hostile:
-        assert store.reserve([budget(key, 150, 150)], T0, SLOT).ok
-    assert store.reserve([rate("r{}")], T0, SLOT).ok
+    for i, key in enumerate(hostile):
+        assert store.reserve(f"c{{{i}}}", [budget(key, 150, 150)], T0, SLOT).ok
+    assert store.reserve("r", [rate("r{}")], T0, SLOT).ok
     keys = list(admin.scan_iter(match=f"{{{prefix}}}:*", count=1000))
     assert len(keys) == len(hostile) + 1  # quoting keeps distinct charge keys distinct
+    calls = list(admin.scan_iter(match=f"{{{prefix}}}#*", count=1000))
+    assert len(calls) == len(hostile) + 1  # one record per call, in the same hash slot
+    keys += calls
     tag_slot = key_slot(prefix.encode())
     for key in keys:
-        assert key.startswith(b"{" + prefix.encode() + b"}:")
+        assert key.startswith((b"{" + prefix.encode() + b"}:", b"{" + prefix.encode() + b"}#"))
         assert key.count(b"{") == 1 and key.count(b"}") == 1
         assert key_slot(key) == tag_slot
     for key in hostile:
@@ -142,22 +149,28 @@ def test_keys_carry_the_prefix_hash_tag_and_expire(
         assert admin.hget(store.key(key), "h:" + str(SLOT)) == b"150"
     assert 0 < admin.pttl(store.key("r{}")) <= MINUTE
     assert sorted(admin.hkeys(store.key("r{}"))) == [b"l", b"t"]
+    # a held call's record lives until its holds expire, and KEEP_CALLS_MS more
+    assert admin.get(store.call_key("r")) == f"h{SLOT}".encode()
+    assert SLOT * HOLD_SLOT_MS - T0 < admin.pttl(store.call_key("r")) <= \
+        SLOT * HOLD_SLOT_MS - T0 + KEEP_CALLS_MS
 
 
 def test_a_bucket_key_lives_until_it_has_drained_even_from_a_clock_behind(
         store: RedisStore, admin: redis.Redis) -> None:
-    assert store.reserve([rate(amount=5)], T0 + 10_000, SLOT).ok
-    assert store.reserve([rate(amount=5)], T0, SLOT).ok  # t stays at T0 + 10 s
+    assert store.reserve("a", [rate(amount=5)], T0 + 10_000, SLOT).ok
+    assert store.reserve("b", [rate(amount=5)], T0, SLOT).ok  # t stays at T0 + 10 s
     assert MINUTE < admin.pttl(store.key("rpm")) <= MINUTE + 10_000
 
 
 def test_expired_holds_are_pruned_on_write(store: RedisStore, admin: redis.Redis) -> None:
     early, later = hold_slot(T0, TTL), hold_slot(T0 + 5 * MINUTE, TTL)
-    assert store.reserve([budget(amount=50)], T0, early).ok
-    assert store.reserve([budget(amount=50)], T0 + 5 * MINUTE, later).ok
+    assert store.reserve("a", [budget(amount=50)], T0, early).ok
+    assert store.reserve("b", [budget(amount=50)], T0 + 5 * MINUTE, later).ok
     assert admin.hlen(store.key("day")) == 3
-    store.settle([budget(amount=50)], [10], early * HOLD_SLOT_MS, later)
+    store.settle("b", [budget(amount=50)], [10], early * HOLD_SLOT_MS)
     assert admin.hgetall(store.key("day")) == {b"u": b"10"}
+    assert admin.get(store.call_key("b")) == b"s"
+    assert 0 < admin.pttl(store.call_key("b")) <= KEEP_CALLS_MS  # settled: keep_ms from now
 
 
 def test_an_unreachable_redis_fails_fast_without_leaking_the_password() -> None:
@@ -166,8 +179,9 @@ def test_an_unreachable_redis_fails_fast_without_leaking_the_password() -> None:
         port = sock.getsockname()[1]
     store = RedisStore.from_url(f"redis://user:s3cr%21t@127.0.0.1:{port}/0")
     started = time.monotonic()
-    for call in (lambda: store.reserve([rate()], T0, SLOT),
-                 lambda: store.settle([rate()], [1], T0, SLOT),
+    for call in (lambda: store.reserve("a", [rate()], T0, SLOT),
+                 lambda: store.settle("a", [rate()], [1], T0),
+                 lambda: store.void("a", [rate()], T0, SLOT),
                  lambda: store.level(rate(), T0)):
         with pytest.raises(QuotaStoreError) as info:
             call()
@@ -184,22 +198,22 @@ def test_a_redis_that_never_answers_times_out() -> None:
         store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout_s=0.2)
         started = time.monotonic()
         with pytest.raises(QuotaStoreError, match="Timeout"):
-            store.reserve([rate()], T0, SLOT)
+            store.reserve("a", [rate()], T0, SLOT)
         assert time.monotonic() - started < 2.0
         store.close()
 
 
 def test_the_store_survives_a_script_flush(
         store: RedisStore, admin: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert store.reserve([rate()], T0, SLOT).ok
-    store.settle([rate()], [1], T0, SLOT)
+    assert store.reserve("a", [rate()], T0, SLOT).ok
+    store.settle("a", [rate()], [1], T0)
     admin.script_flush()
     sent = Sent(monkeypatch)
-    assert store.reserve([rate()], T0, SLOT).ok
+    assert store.reserve("b", [rate()], T0, SLOT).ok
     assert sent.take() == ["EVALSHA", "EVAL"]  # NOSCRIPT, then the script itself
-    store.settle([rate()], [1], T0, SLOT)
+    store.settle("b", [rate()], [1], T0)
     assert sent.take() == ["EVALSHA", "EVAL"]
-    assert store.reserve([rate()], T0, SLOT).ok
+    assert store.reserve("c", [rate()], T0, SLOT).ok
     assert sent.take() == ["EVALSHA"]
     assert store.level(rate(), T0) == pytest.approx(3)
 
@@ -207,7 +221,7 @@ def test_the_store_survives_a_script_flush(
 def test_a_client_passed_in_stays_open(redis_url: str, prefix: str) -> None:
     client = redis.Redis.from_url(redis_url)
     store = RedisStore(client, prefix=prefix)
-    assert store.reserve([rate()], T0, SLOT).ok
+    assert store.reserve("a", [rate()], T0, SLOT).ok
     store.close()
     assert client.ping()
     client.close()
@@ -221,11 +235,16 @@ def test_a_prefix_must_be_a_hash_tag(redis_url: str) -> None:
 
 def test_open_store_takes_the_prefix_from_the_url(
         redis_url: str, admin: redis.Redis, prefix: str) -> None:
-    store = open_store(f"{redis_url}?prefix={prefix}")
+    store = open_store(f"{redis_url}?prefix={prefix}&keep_calls_s=120")
     assert isinstance(store, RedisStore)
-    assert store.reserve([rate()], T0, SLOT).ok
+    assert store.reserve("a", [rate()], T0, SLOT).ok
     assert admin.exists(f"{{{prefix}}}:rpm") == 1
+    store.settle("a", [rate()], [1], T0)
+    assert 110_000 < admin.pttl(store.call_key("a")) <= 120_000  # a settled call's record
     store.close()
+    for bad in ("0", "x", "0.5"):
+        with pytest.raises(ValueError, match="keep_calls_s"):
+            open_store(f"{redis_url}?prefix={prefix}&keep_calls_s={bad}")
 
 
 def _cluster_port() -> int:
@@ -278,12 +297,13 @@ def test_a_cluster_client_runs_every_call_in_one_slot(cluster_port: int, prefix:
     client: Any = redis.RedisCluster(host="127.0.0.1", port=cluster_port)
     store = RedisStore(client, prefix=prefix)
     three = [rate("a{x}"), budget("b}"), Charge("c", 1, 1, expires_ms=T0 + DAY)]
-    assert store.reserve(three, T0, SLOT).ok  # keys in different slots would be refused
-    refused = store.reserve(three, T0, SLOT)
+    assert store.reserve("a", three, T0, SLOT).ok  # keys in different slots would be refused
+    refused = store.reserve("b", three, T0, SLOT)
     assert not refused.ok and refused.refused == 1
-    store.settle(three, [1, 30, 1], T0, SLOT)
+    store.settle("a", three, [1, 30, 1], T0)
     client.script_flush()
-    assert store.reserve(three[:2], T0, SLOT).ok
+    assert store.reserve("c", three[:2], T0, SLOT).ok
+    store.void("d", three, T0, SLOT)
     assert store.level(budget("b}"), T0) == 130
     assert {key_slot(k) for k in client.keys(target_nodes=client.ALL_NODES)} == {
         key_slot(prefix.encode())}
@@ -308,21 +328,37 @@ def test_the_lua_arithmetic_matches_the_reference_exactly(
     """Random calls against the memory store (the reference functions) and Redis: every
     decision, remaining amount, retry and level must be equal, not approximately equal."""
     rng = random.Random(seed)
-    reference: QuotaStore = MemoryStore()
+    reference: QuotaStore = MemoryStore(keep_ms=KEEP_CALLS_MS)
     charges = [_random_charge(rng, i) for i in range(6)]
     now = T0
-    for _ in range(250):
+    held: list[tuple[str, list[Charge]]] = []
+    for n in range(250):
         now += rng.choice([0, 0, 1, 333, 4_999, MINUTE, 7 * MINUTE, -700])
         slot = hold_slot(now, rng.choice([0, TTL, -2 * MINUTE]))  # some holds expire at once
         picked = rng.sample(charges, rng.randint(1, 3))
         picked = [Charge(c.key, rng.randint(0, c.capacity or 1), c.capacity, c.period_ms,
                          c.expires_ms) for c in picked]
-        expected = reference.reserve(picked, now, slot)
-        assert store.reserve(picked, now, slot) == expected
-        if expected.ok and rng.random() < 0.7:
+        call = f"c{n}"
+        expected = reference.reserve(call, picked, now, slot)
+        assert store.reserve(call, picked, now, slot) == expected
+        if expected.ok:
+            held.append((call, picked))
+        if held and rng.random() < 0.7:  # settle, void or resend one of the calls
+            call, picked = held.pop(rng.randrange(len(held))) if rng.random() < 0.8 \
+                else held[rng.randrange(len(held))]
             later = now + rng.choice([0, 10, 20_000, TTL + MINUTE])
-            actual = [rng.randint(0, 2 * c.amount + 1) for c in picked]
-            reference.settle(picked, actual, later, slot)
-            store.settle(picked, actual, later, slot)
+            if rng.random() < 0.8:
+                actual = [rng.randint(0, 2 * c.amount + 1) for c in picked]
+                reference.settle(call, picked, actual, later)
+                store.settle(call, picked, actual, later)
+            else:
+                reference.void(call, picked, later, slot)
+                store.void(call, picked, later, slot)
+        if rng.random() < 0.1:  # a void of a call never seen, and its reservation after it
+            ghost = f"g{n}"
+            reference.void(ghost, picked, now, slot)
+            store.void(ghost, picked, now, slot)
+            assert store.reserve(ghost, picked, now, slot) == \
+                reference.reserve(ghost, picked, now, slot)
         for c in charges:
             assert store.level(c, now) == reference.level(c, now)

@@ -49,6 +49,7 @@ def test_no_interleaving_overspends_a_budget(store_factory: StoreFactory,
             self.now = T0
             self.settled = [0, 0]
             self.live: dict[int, tuple[tuple[int, int], int]] = {}  # id -> (amounts, slot)
+            self.tag = tag
             self.next_id = 0
 
         def charges(self, amounts: tuple[int, int]) -> list[Charge]:
@@ -58,24 +59,35 @@ def test_no_interleaving_overspends_a_budget(store_factory: StoreFactory,
         @rule(target=calls, a=st.integers(0, 450), b=st.integers(0, 300))
         def reserve(self, a: int, b: int) -> int:
             slot = hold_slot(self.now, TTL)
-            decision = self.store.reserve(self.charges((a, b)), self.now, slot)
+            self.next_id += 1
+            decision = self.store.reserve(f"{self.tag}-{self.next_id}", self.charges((a, b)),
+                                          self.now, slot)
             fits = all(self.level(i) + amount <= self.capacity[i]
                        for i, amount in enumerate((a, b)))
             assert decision.ok == fits
-            self.next_id += 1
             if decision.ok:
                 self.live[self.next_id] = ((a, b), slot)
             return self.next_id
 
-        @rule(call=consumes(calls), used=st.floats(0, 1))
-        def settle(self, call: int, used: float) -> None:
+        @rule(call=consumes(calls), used=st.floats(0, 1), times=st.integers(1, 3))
+        def settle(self, call: int, used: float, times: int) -> None:
             if call not in self.live:  # refused, or its process died (hold expired)
                 return
-            amounts, slot = self.live.pop(call)
+            amounts, _ = self.live.pop(call)
             actual = [int(amount * used) for amount in amounts]  # never more than reserved
-            self.store.settle(self.charges(amounts), actual, self.now, slot)
+            for _ in range(times):  # a settlement resent (lost answers) counts once
+                self.store.settle(f"{self.tag}-{call}", self.charges(amounts), actual,
+                                  self.now)
             for i, value in enumerate(actual):
                 self.settled[i] += value
+
+        @rule(call=consumes(calls))
+        def void(self, call: int) -> None:
+            """The gateway gave up on the reservation (no answer): it holds nothing more."""
+            found = self.live.pop(call, None)
+            amounts = found[0] if found else (1, 1)
+            self.store.void(f"{self.tag}-{call}", self.charges(amounts), self.now,
+                            found[1] if found else hold_slot(self.now, TTL))
 
         @rule(ms=st.integers(0, 4 * 60_000))
         def advance(self, ms: int) -> None:
@@ -115,16 +127,17 @@ def test_64_threads_never_overspend(store_factory: StoreFactory,
         store = store_factory()
         start.wait()
         try:
-            for _ in range(rounds):
+            for r in range(rounds):
                 amount = rng.randint(1, 120)
                 slot = hold_slot(T0, TTL)
-                decision = store.reserve([budget(key, amount, capacity)], T0, slot)
+                call = f"{key}-{seed}-{r}"
+                decision = store.reserve(call, [budget(key, amount, capacity)], T0, slot)
                 if not decision.ok:
                     with lock:
                         refused.append(amount)
                     continue
                 actual = rng.randint(0, amount)
-                store.settle([budget(key, amount, capacity)], [actual], T0, slot)
+                store.settle(call, [budget(key, amount, capacity)], [actual], T0)
                 with lock:
                     settled.append(actual)
         except BaseException as exc:  # reported below, with the thread's failure

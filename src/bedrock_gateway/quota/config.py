@@ -58,6 +58,9 @@ class QuotaSection(BaseModel):
     default_max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 4_096
     on_store_error: Literal["fail_closed", "fail_open"] = "fail_closed"
     reservation_ttl_s: Annotated[float, Field(ge=60, le=86_400)] = 900
+    # A local file keeping the settlements (and voids) the store could not take, until it can;
+    # replayed at start. None: kept in memory (a restart during a store outage loses them).
+    journal: str | None = None
     limits: list[LimitConfig] = []
 
     @field_validator("store")
@@ -180,4 +183,5 @@ def build_enforcer(section: QuotaSection, pricing: Pricing,
         build_limits(section.limits), open_store(section.store), pricing, input_bound=bound,
         count_tokens=section.input_bound == "count_tokens",
         default_max_tokens=section.default_max_tokens, on_store_error=section.on_store_error,
-        reservation_ttl_s=section.reservation_ttl_s, reject_unpriced=reject_unpriced)
+        reservation_ttl_s=section.reservation_ttl_s, reject_unpriced=reject_unpriced,
+        journal=section.journal)

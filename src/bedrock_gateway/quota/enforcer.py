@@ -18,15 +18,21 @@ AWS bills it (nothing for a failed call); a stream whose final usage never arriv
 its worst case, because Bedrock may have billed tokens the gateway never saw. With the
 ``bytes`` input bound the real bill never exceeds the reservation, so no interleaving of calls
 lets settled spend pass a budget. See ``docs/quota.md``.
+
+Each reservation has an id the store uses to apply every operation once. A settlement the store
+cannot take, and the void of a reservation that got no answer (it may still land), go to the
+:class:`~bedrock_gateway.quota.journal.Journal`, which applies them when the store answers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import count
 
 from bedrock_gateway.auth.access import call_resources
 from bedrock_gateway.call import Call, Response
@@ -41,7 +47,15 @@ from bedrock_gateway.pipeline import Next
 from bedrock_gateway.quota.bounds import InputBound, generates, output_bound
 from bedrock_gateway.quota.costing import Costing, costing_for, settled_atto
 from bedrock_gateway.quota.count_tokens import count_input_tokens
-from bedrock_gateway.quota.ledger import Charge, Decision, QuotaStore, hold_slot
+from bedrock_gateway.quota.journal import Journal, Pending
+from bedrock_gateway.quota.ledger import (
+    LATE,
+    Charge,
+    Decision,
+    QuotaStore,
+    QuotaStoreError,
+    hold_slot,
+)
 from bedrock_gateway.quota.limits import KINDS, NANO_USD, Limit, period_of
 from bedrock_gateway.quota.meter import QUOTA_NOTE, Meter, QuotaNote
 from bedrock_gateway.quota.pricing import Pricing
@@ -65,6 +79,7 @@ class _Worst:
 class _Held:
     """One call's reservation, kept until it is settled."""
 
+    call: str  # the reservation's id in the store
     limits: tuple[Limit, ...]
     charges: list[Charge]
     slot: int
@@ -81,13 +96,19 @@ class QuotaEnforcer:
     ``on_store_error`` is ``"fail_closed"`` (503, the default) or ``"fail_open"`` (forward
     unmetered, with a warning). ``reject_unpriced`` refuses calls to models without a price even
     when no dollar limit counts them. ``clock`` returns epoch seconds (inject it in tests).
+
+    ``journal`` (a file path, or a :class:`~bedrock_gateway.quota.journal.Journal`) keeps the
+    settlements the store could not take, and the voids of reservations that got no answer,
+    and applies them when the store answers again — also after a restart, from the file.
+    Without one they are kept in memory (an outage loses nothing; a restart during one does).
     """
 
     def __init__(self, limits: Sequence[Limit], store: QuotaStore | None = None,
                  pricing: Pricing | None = None, *, input_bound: InputBound | None = None,
                  count_tokens: bool = False, default_max_tokens: int = 4096,
                  on_store_error: str = "fail_closed", reservation_ttl_s: float = 900,
-                 reject_unpriced: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 reject_unpriced: bool = False, clock: Callable[[], float] = time.time,
+                 journal: str | os.PathLike[str] | Journal | None = None) -> None:
         if on_store_error not in ("fail_closed", "fail_open"):
             raise ValueError("on_store_error must be 'fail_closed' or 'fail_open'")
         self.limits = tuple(limits)
@@ -104,8 +125,14 @@ class QuotaEnforcer:
         self.ttl_ms = int(reservation_ttl_s * 1000)
         self.reject_unpriced = reject_unpriced
         self.clock = clock
+        self.journal = journal if isinstance(journal, Journal) else Journal(journal)
+        self.journal.attach(self.store)
+        # Reservation ids: unique across processes and restarts (random prefix), cheap to make.
+        self._id_prefix = os.urandom(8).hex() + "."
+        self._ids = count()
 
     def close(self) -> None:
+        self.journal.close()
         self.store.close()
 
     def __call__(self, call: Call, next_: Next) -> Response:
@@ -136,22 +163,30 @@ class QuotaEnforcer:
                     f" {limit.name} limit of {_amount(limit, charge.capacity)} on its own;"
                     " lower its maximum output tokens or prompt size.")
         slot = hold_slot(now_ms, self.ttl_ms)
+        call_id = f"{self._id_prefix}{next(self._ids):x}"
         try:
-            decision = self.store.reserve(charges, now_ms, slot)
+            decision = self.store.reserve(call_id, charges, now_ms, slot)
+            if not decision.ok and decision.refused == LATE:  # never for a fresh id
+                raise QuotaStoreError(f"the store says call {call_id} was already settled")
         except Exception as exc:
+            # The reservation may still arrive (a store paused or slow to answer): void it
+            # when the store answers again, so it holds nothing.
+            self._journal(Pending(call_id, tuple(charges), None, now_ms, slot))
             if not self.fail_open:
                 log.error("quota store unavailable; refusing the call (fail_closed): %r", exc)
                 raise ServiceUnavailableError(
                     "The gateway cannot check quotas right now; try again later.") from exc
             log.warning("quota store unavailable; forwarding unmetered (fail_open): %r", exc)
             return next_(call)
+        if self.journal.pending:
+            self.journal.wake()  # the store answers: apply what waits
         if not decision.ok:
             self._refuse(matched[decision.refused][0], charges[decision.refused], decision,
                          now_ms)
         limits = tuple(limit for limit, _ in matched)
         note = QuotaNote(tuple(limit.name for limit in limits))
         call.attrs[QUOTA_NOTE] = note
-        held = _Held(limits, charges, slot, worst, costing, note)
+        held = _Held(call_id, limits, charges, slot, worst, costing, note)
         try:
             response = next_(call)
         except BaseException:
@@ -238,14 +273,27 @@ class QuotaEnforcer:
         self._settle(held, actual)
 
     def _settle(self, held: _Held, actual: list[int]) -> None:
-        for attempt in range(3):
-            try:
-                self.store.settle(held.charges, actual, int(self.clock() * 1000), held.slot)
-                return
-            except Exception as exc:  # the holds expire by themselves; the usage is logged
-                if attempt == 2:
-                    log.error("quota settle failed; holds expire at their deadline, unrecorded"
-                              " usage %s on %s: %r", actual, [c.key for c in held.charges], exc)
+        """Settle once; if the store fails, the journal applies it when the store is back (the
+        store applies a call's settlement once, however often it is sent)."""
+        now_ms = int(self.clock() * 1000)
+        try:
+            self.store.settle(held.call, held.charges, actual, now_ms)
+        except Exception as exc:
+            log.warning("quota settle failed (%r); journaled for retry: usage %s on %s",
+                        exc, actual, [c.key for c in held.charges])
+            self._journal(Pending(held.call, tuple(held.charges), tuple(actual), now_ms,
+                                  held.slot))
+            return
+        if self.journal.pending:
+            self.journal.wake()
+
+    def _journal(self, entry: Pending) -> None:
+        try:
+            self.journal.add(entry)
+        except Exception as exc:  # a full disk, a closed journal: say what is lost
+            log.error("quota journal failed (%r); unrecorded %s of call %s: usage %s on %s",
+                      exc, "void" if entry.actual is None else "settlement", entry.call,
+                      entry.actual, [c.key for c in entry.charges])
 
 
 def nano_usd_of(atto: int) -> int:

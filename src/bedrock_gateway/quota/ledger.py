@@ -10,15 +10,35 @@ integers, so sums are exact). There are two kinds of counter:
   drained (:attr:`Decision.retry_after_ms`, exact). O(1) state per key, no log of past calls.
 - **calendar** (``period_ms == 0``): a budget for one UTC day or month — the key names the
   period. State ``{"u": settled, "h": {slot: held}}``: settled usage, plus what outstanding
-  reservations hold, grouped by the minute (*slot*) in which they expire. A call fits when
+  reservations hold, summed by the minute (*slot*) in which they expire. A call fits when
   ``settled + live holds + amount <= capacity``. A hold whose slot has passed no longer counts,
   so a reservation whose process died releases itself.
 
+Every operation names its **call** (an id the caller makes up, one per reservation), and each
+store keeps a small *record* per call next to the counters, written in the same atomic
+operation: ``held`` (and the slot its holds are in), ``settled`` or ``voided``. The record makes
+every operation idempotent, whatever the retries, timeouts or late deliveries:
+
+- :meth:`QuotaStore.reserve` of a call that has a record changes nothing (held: it answers what
+  remains; settled or voided: a reservation that arrived after its call was given up on, see
+  :data:`LATE`).
+- :meth:`QuotaStore.settle` applies once: from ``held`` it drops the call's own holds (never more:
+  a hold summed in a slot can only be taken out by the call that put it in, once) and adds the
+  real amounts; with no record (the hold expired long ago) it adds the real amounts and drops
+  nothing; ``settled`` or ``voided``: nothing.
+- :meth:`QuotaStore.void` gives up a reservation whose answer the caller never got: from ``held``
+  it releases everything the call holds (a rate gets its amount back); with no record it leaves
+  a ``voided`` tombstone, so the reservation, if it is still on its way, changes nothing when it
+  arrives.
+
+A record is kept while its holds could count (until its slot) and ``keep_ms`` longer (settled:
+``keep_ms`` after the settlement) — long enough for any retry of the same operation.
+
 Reserving is all or nothing over a call's charges; settling replaces each charge's worst case by
-the real amount. :func:`reserve_states` and :func:`settle_state` are the pure functions the
-memory, SQLite and DynamoDB stores apply to the states they read; the Redis store runs the same
-rules in Lua. The conformance suite (``tests/quota/test_store_conformance.py``) holds every
-store to them.
+the real amount. :func:`reserve_states`, :func:`settle_state` and :func:`finish_plan` are the pure
+functions the memory, SQLite and DynamoDB stores apply to what they read; the Redis store runs
+the same rules in Lua. The conformance suite (``tests/quota/test_store_conformance.py``) holds
+every store to them.
 """
 
 from __future__ import annotations
@@ -29,19 +49,32 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "HELD",
     "HOLD_SLOT_MS",
+    "KEEP_CALLS_MS",
+    "LATE",
+    "SETTLED",
+    "VOIDED",
     "Charge",
     "Decision",
     "QuotaStore",
     "QuotaStoreError",
+    "Record",
     "current_level",
+    "finish_plan",
     "hold_slot",
+    "keep_until",
+    "repeat_decision",
     "reserve_states",
     "settle_state",
 ]
 
 HOLD_SLOT_MS = 60_000
+KEEP_CALLS_MS = 3_600_000  # how long a call's record outlives its holds (network stores)
+HELD, SETTLED, VOIDED = "h", "s", "v"
+LATE = -1  # Decision.refused of a reservation that arrived after its call was settled or voided
 State = dict[str, Any]
+Record = tuple[str, int]  # a call's status (HELD, SETTLED, VOIDED) and the slot of its holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +92,15 @@ class Charge:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The answer to a reservation: ``remaining`` per charge (after it, when ``ok``)."""
+    """The answer to a reservation: ``remaining`` per charge (after it, when ``ok``).
+
+    ``refused`` is the index of the first charge that did not fit, or :data:`LATE` when the
+    call had already been settled or voided (the reservation arrived late and changed nothing).
+    """
 
     ok: bool
     remaining: tuple[float, ...] = ()
-    refused: int = -1  # index of the first charge that did not fit
+    refused: int = -1  # index of the first charge that did not fit (LATE: see above)
     retry_after_ms: int = 0  # a refused rate charge fits again after this long (0: calendar)
 
 
@@ -75,6 +112,15 @@ def hold_slot(now_ms: int, ttl_ms: int) -> int:
     """The slot a reservation made at ``now_ms`` holds in: it expires at ``slot * HOLD_SLOT_MS``,
     no sooner than ``now_ms + ttl_ms``."""
     return -(-(now_ms + ttl_ms) // HOLD_SLOT_MS)
+
+
+def keep_until(status: str, slot: int, now_ms: int, keep_ms: int) -> int:
+    """When a call's record may be forgotten: ``keep_ms`` after its holds expire (a settled
+    call's holds are gone: ``keep_ms`` after now). A voided record must outlive the slot, so a
+    reservation still on its way finds it."""
+    if status == SETTLED:
+        return now_ms + keep_ms
+    return max(slot * HOLD_SLOT_MS, now_ms) + keep_ms
 
 
 def _live(holds: dict[str, int], now_ms: int) -> dict[str, int]:
@@ -100,22 +146,35 @@ def current_level(state: State | None, charge: Charge, now_ms: int) -> float:
 
 
 def _with(state: State | None, charge: Charge, now_ms: int, *, level: float, delta: int,
-          slot: int, settled: int) -> State:
-    """The state after adding ``delta`` to a bucket, or to the hold in ``slot`` plus
-    ``settled`` to a budget (expired holds are dropped on the way)."""
+          slot: int | None, settled: int) -> State:
+    """The state after adding ``delta`` to a bucket, or to the hold in ``slot`` (``None``: no
+    hold) plus ``settled`` to a budget (expired holds are dropped on the way)."""
     if charge.period_ms:
         at = state["t"] if state and state["t"] > now_ms else now_ms
         level += delta
         return {"l": level if level > 0 else 0.0, "t": at}
     holds = _live(state["h"], now_ms) if state and state["h"] else {}
-    key = str(slot)
-    if delta and (delta > 0 or key in holds):
-        held = holds.get(key, 0) + delta
-        if held > 0:
-            holds[key] = held
-        else:
-            holds.pop(key, None)
+    if delta and slot is not None:
+        key = str(slot)
+        if delta > 0 or key in holds:
+            held = holds.get(key, 0) + delta
+            if held > 0:
+                holds[key] = held
+            else:
+                holds.pop(key, None)
     return {"u": (state["u"] if state else 0) + settled, "h": holds}
+
+
+def _refusal(levels: Sequence[float], charges: Sequence[Charge], i: int) -> Decision:
+    charge, level = charges[i], levels[i]
+    retry = 0
+    if charge.is_rate and charge.capacity > 0:
+        excess = level + charge.amount - charge.capacity
+        retry = max(-int(-excess * charge.period_ms // charge.capacity), 1)
+    elif charge.is_rate:  # a zero rate never refills: say "a period", not forever
+        retry = charge.period_ms
+    remaining = tuple(c.capacity - lv for c, lv in zip(charges, levels, strict=True))
+    return Decision(False, remaining, i, retry)
 
 
 def reserve_states(states: Sequence[State | None], charges: Sequence[Charge], now_ms: int,
@@ -124,14 +183,7 @@ def reserve_states(states: Sequence[State | None], charges: Sequence[Charge], no
     levels = [current_level(st, ch, now_ms) for st, ch in zip(states, charges, strict=True)]
     for i, (level, charge) in enumerate(zip(levels, charges, strict=True)):
         if level + charge.amount > charge.capacity:
-            retry = 0
-            if charge.is_rate and charge.capacity > 0:
-                excess = level + charge.amount - charge.capacity
-                retry = max(-int(-excess * charge.period_ms // charge.capacity), 1)
-            elif charge.is_rate:  # a zero rate never refills: say "a period", not forever
-                retry = charge.period_ms
-            remaining = tuple(c.capacity - lv for c, lv in zip(charges, levels, strict=True))
-            return Decision(False, remaining, i, retry), None
+            return _refusal(levels, charges, i), None
     new = [_with(st, ch, now_ms, level=lv, delta=ch.amount, slot=slot, settled=0)
            for st, ch, lv in zip(states, charges, levels, strict=True)]
     held = slot * HOLD_SLOT_MS > now_ms  # a hold in a slot already past counts for nothing
@@ -140,11 +192,33 @@ def reserve_states(states: Sequence[State | None], charges: Sequence[Charge], no
     return Decision(True, remaining), new
 
 
+def repeat_decision(status: str, states: Sequence[State | None], charges: Sequence[Charge],
+                    now_ms: int) -> Decision:
+    """The answer to a reservation of a call that already has a record; it changes nothing.
+    Held: it fits (what remains already counts the call). Settled or voided: :data:`LATE`."""
+    remaining = tuple(c.capacity - current_level(st, c, now_ms)
+                      for st, c in zip(states, charges, strict=True))
+    if status == HELD:
+        return Decision(True, remaining)
+    return Decision(False, remaining, LATE, 0)
+
+
+def finish_plan(record: Record | None, void: bool) -> tuple[bool, int | None]:
+    """What a settlement (or, with ``void``, a voiding) of a call with ``record`` does:
+    whether it changes the counters, and the slot of the holds it drops (``None``: none)."""
+    if record is None:
+        return not void, None  # a hold long expired (settle), or a reserve not yet arrived (void)
+    if record[0] != HELD:
+        return False, None  # applied already
+    return True, record[1]
+
+
 def settle_state(state: State | None, charge: Charge, actual: int, now_ms: int,
-                 slot: int) -> State:
+                 slot: int | None) -> State:
     """Replace the charge's reserved worst case by ``actual``: a bucket gives back the
-    difference (never below empty); a budget drops the hold (if it has not expired) and adds
-    ``actual`` to what is settled."""
+    difference (never below empty); a budget drops the call's hold from ``slot`` (if the slot
+    has not expired; ``None``: the call holds nothing) and adds ``actual`` to what is settled.
+    A voided call settles at ``actual = 0``."""
     if charge.is_rate:
         level = current_level(state, charge, now_ms)
         return _with(state, charge, now_ms, level=level, delta=actual - charge.amount,
@@ -154,7 +228,8 @@ def settle_state(state: State | None, charge: Charge, actual: int, now_ms: int,
 
 
 class QuotaStore(ABC):
-    """Where counters live. Each method is atomic over all the charges it is given.
+    """Where counters live. Each method is atomic over all the charges it is given, and
+    idempotent per ``call`` (see the module docstring).
 
     Implementations: ``MemoryStore``, ``SQLiteStore``, ``RedisStore``, ``DynamoDBStore``,
     chosen by URL with :func:`bedrock_gateway.quota.stores.open_store`.
@@ -162,13 +237,19 @@ class QuotaStore(ABC):
     """
 
     @abstractmethod
-    def reserve(self, charges: Sequence[Charge], now_ms: int, slot: int) -> Decision:
-        """Hold every charge's ``amount`` (holds expire at ``slot``), or nothing."""
+    def reserve(self, call: str, charges: Sequence[Charge], now_ms: int,
+                slot: int) -> Decision:
+        """Hold every charge's ``amount`` for ``call`` (holds expire at ``slot``), or nothing."""
 
     @abstractmethod
-    def settle(self, charges: Sequence[Charge], actual: Sequence[int], now_ms: int,
-               slot: int) -> None:
-        """Replace what :meth:`reserve` held in ``slot`` with the real amounts."""
+    def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
+               now_ms: int) -> None:
+        """Replace what :meth:`reserve` held for ``call`` with the real amounts, once."""
+
+    @abstractmethod
+    def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
+        """Give up ``call``'s reservation (made with ``slot``), whether or not it has arrived:
+        release what it holds, or make sure it holds nothing when it does arrive."""
 
     @abstractmethod
     def level(self, charge: Charge, now_ms: int) -> float:

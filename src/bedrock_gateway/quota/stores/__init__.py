@@ -8,14 +8,16 @@
 =====================================  ====================================================
 
 Redis and DynamoDB URLs take ``prefix=`` (Redis key prefix and cluster hash tag) and
-``endpoint_url=`` (DynamoDB Local or a test server) query parameters.
+``endpoint_url=`` (DynamoDB Local or a test server) query parameters, and both ``keep_calls_s=``:
+how long a call's record outlives its holds (default 3600; it makes a settlement sent again
+within that time count once).
 """
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from bedrock_gateway.quota.ledger import QuotaStore
+from bedrock_gateway.quota.ledger import KEEP_CALLS_MS, QuotaStore
 
 __all__ = ["STORE_SCHEMES", "open_store"]
 
@@ -37,12 +39,20 @@ def open_store(url: str) -> QuotaStore:
         from bedrock_gateway.quota.stores.sqlite import SQLiteStore
 
         return SQLiteStore(parts.path)
+    keep_ms = KEEP_CALLS_MS
+    if "keep_calls_s" in query:
+        try:
+            keep_ms = int(float(query["keep_calls_s"]) * 1000)
+        except ValueError:
+            keep_ms = -1
+        if keep_ms < 1000:
+            raise ValueError("keep_calls_s must be a number of seconds, at least 1")
     if scheme in ("redis", "rediss"):
         from bedrock_gateway.quota.stores.redis import RedisStore
 
         prefix = query.pop("prefix", "bgw")
         base = url.split("?", 1)[0]
-        return RedisStore.from_url(base, prefix=prefix)
+        return RedisStore.from_url(base, prefix=prefix, keep_ms=keep_ms)
     if scheme == "dynamodb":
         table = parts.netloc
         if not table:
@@ -50,6 +60,6 @@ def open_store(url: str) -> QuotaStore:
         from bedrock_gateway.quota.stores.dynamodb import DynamoDBStore
 
         return DynamoDBStore(table, region=query.get("region"),
-                             endpoint_url=query.get("endpoint_url"))
+                             endpoint_url=query.get("endpoint_url"), keep_ms=keep_ms)
     raise ValueError(f"unknown quota store URL scheme {scheme!r}; use one of "
                      + ", ".join(f"{s}://" for s in STORE_SCHEMES))

@@ -2,22 +2,33 @@
 
 Table (:func:`create_table` makes it: on-demand billing, TTL on ``expires_at``)::
 
-    pk          S  partition key: the charge key (no sort key)
-    s           S  the ledger state as compact JSON (exact for integers of any size)
+    pk          S  partition key: the charge key (no sort key); "#call#<id>" for a call's record
+    s           S  the ledger state as compact JSON (exact for integers of any size); a call's
+                   record: {"c": "h" (held) | "s" (settled) | "v" (voided), "n": slot}
     v           N  version: 1 on the first write, +1 on each one after
     w           S  a random id of the write that made this version
     expires_at  N  TTL, epoch seconds: when a rate key's bucket has drained (its last write plus
-                   a period); a day after a calendar key's period ends; absent: never
+                   a period); a day after a calendar key's period ends; a call's record
+                   ``keep_ms`` (an hour) after its holds expire (settled: after the settlement);
+                   absent: never
 
-Concurrency is optimistic. A call reads its keys (``GetItem``, or ``TransactGetItems`` for
-several; strongly consistent), applies the ledger's pure functions and writes the new states in
-ONE request, ``PutItem`` or ``TransactWriteItems``, each put conditioned on the version it read
-(``attribute_not_exists(pk)`` for a key it found empty). A refused reservation writes nothing.
-When another writer got in first the call reads again (a failed ``PutItem`` returns the item)
-and retries after a short jittered backoff, up to ``_MAX_ATTEMPTS`` times or ``_RETRY_S``
-seconds; then, like any client or connection error, it raises :class:`QuotaStoreError`. A put
-botocore resends after losing its answer fails its condition: the store knows its own write by
-``w`` (``TransactWriteItems`` is idempotent by its client request token).
+Concurrency is optimistic. An operation reads its call's record and its keys in one
+``TransactGetItems`` (strongly consistent), applies the ledger's pure functions and writes the
+new states and the call's record in ONE request, ``TransactWriteItems`` (``PutItem`` for the
+record alone: the void of a call never seen), each put conditioned on the version it read
+(``attribute_not_exists(pk)`` for an item it found empty), so an operation applies once per call
+however often it is sent. A refused reservation writes nothing, nor does an operation its
+call's record shows applied already. Per call: one read and one write request to reserve, the
+same to settle — at most 2 write requests (transactional writes cost 2 WCUs per item: 8 per
+operation for three limits and the record).
+
+When another writer got in first the operation reads again (a failed ``PutItem`` returns the
+item) and retries after a short jittered backoff, up to ``_MAX_ATTEMPTS`` times or ``_RETRY_S``
+seconds; then, like any client or connection error, it raises :class:`QuotaStoreError`. A write
+botocore resends after losing its answer fails its condition: the store knows its own put by
+``w``, and a transaction's by the call's record (``TransactWriteItems`` is also idempotent by
+its client request token). An operation whose answer is lost altogether raises; the gateway's
+journal sends it again later, and the record makes that a no-op if the first one landed.
 
 Calls in one process that share a key take turns, first come first served (``_STRIPES``),
 rather than fail each other's conditions, each failure costing a write unit and a backoff;
@@ -40,18 +51,27 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bedrock_gateway.quota.ledger import (
+    HELD,
+    KEEP_CALLS_MS,
+    SETTLED,
+    VOIDED,
     Charge,
     Decision,
     QuotaStore,
     QuotaStoreError,
+    Record,
     State,
     current_level,
+    finish_plan,
+    keep_until,
+    repeat_decision,
     reserve_states,
     settle_state,
 )
 
-__all__ = ["KEY_ATTRIBUTE", "TTL_ATTRIBUTE", "DynamoDBStore", "create_table"]
+__all__ = ["CALL_PREFIX", "KEY_ATTRIBUTE", "TTL_ATTRIBUTE", "DynamoDBStore", "create_table"]
 
+CALL_PREFIX = "#call#"  # a call record's pk: the prefix and the call id
 KEY_ATTRIBUTE = "pk"
 TTL_ATTRIBUTE = "expires_at"
 _MAX_ATTEMPTS = 100
@@ -116,6 +136,16 @@ class _Turns:
 _STRIPES = tuple(_Turns() for _ in range(256))
 
 
+def _record(item: tuple[State, int, str] | None) -> Record | None:
+    if item is None:
+        return None
+    state = item[0]
+    try:
+        return str(state["c"]), int(state["n"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise QuotaStoreError(f"unreadable quota call record {state!r}") from exc
+
+
 def _ttl(charge: Charge, state: State) -> int | None:
     if charge.is_rate:
         return -(-(int(state["t"]) + charge.period_ms) // 1000)
@@ -126,38 +156,71 @@ class DynamoDBStore(QuotaStore):
     """Counters in the DynamoDB ``table`` (see the module docstring for its schema)."""
 
     def __init__(self, table: str, *, region: str | None = None,
-                 endpoint_url: str | None = None, client: Any = None) -> None:
+                 endpoint_url: str | None = None, client: Any = None,
+                 keep_ms: int = KEEP_CALLS_MS) -> None:
         self.table = table
+        self._keep_ms = keep_ms
         self._owned = client is None
         self.client: Any = _client(region, endpoint_url) if client is None else client
         self._scope = (self.client.meta.endpoint_url, self.client.meta.region_name, table)
 
-    def reserve(self, charges: Sequence[Charge], now_ms: int, slot: int) -> Decision:
+    def reserve(self, call: str, charges: Sequence[Charge], now_ms: int,
+                slot: int) -> Decision:
         if not charges:
             return Decision(True, ())
+        record_key = CALL_PREFIX + call
 
         def step(items: _Items) -> tuple[Decision, _Writes | None]:
             states = [items[c.key][0] if c.key in items else None for c in charges]
+            record = _record(items.get(record_key))
+            if record is not None:
+                return repeat_decision(record[0], states, charges, now_ms), None
             decision, new = reserve_states(states, charges, now_ms, slot)
-            return decision, None if new is None else {
-                c.key: (st, _ttl(c, st)) for c, st in zip(charges, new, strict=True)}
+            if new is None:
+                return decision, None
+            writes: _Writes = {c.key: (st, _ttl(c, st)) for c, st in zip(charges, new,
+                                                                          strict=True)}
+            writes[record_key] = self._record_item(HELD, slot, now_ms)
+            return decision, writes
 
-        return self._update([c.key for c in charges], step)
+        return self._update([record_key, *(c.key for c in charges)], step)
 
-    def settle(self, charges: Sequence[Charge], actual: Sequence[int], now_ms: int,
-               slot: int) -> None:
+    def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
+               now_ms: int) -> None:
+        self._finish(call, charges, actual, now_ms, 0)
+
+    def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
+        self._finish(call, charges, None, now_ms, slot)
+
+    def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int] | None,
+                now_ms: int, slot: int) -> None:
         if not charges:
             return
+        record_key = CALL_PREFIX + call
 
-        def step(items: _Items) -> tuple[None, _Writes]:
-            writes: _Writes = {key: (item[0], None) for key, item in items.items()}  # as read
-            for charge, amount in zip(charges, actual, strict=True):
-                old = writes[charge.key][0] if charge.key in writes else None
-                state = settle_state(old, charge, amount, now_ms, slot)
-                writes[charge.key] = (state, _ttl(charge, state))
+        def step(items: _Items) -> tuple[None, _Writes | None]:
+            record = _record(items.get(record_key))
+            if record is not None and record[0] != HELD:
+                return None, None  # applied already: nothing to write
+            apply, held_in = finish_plan(record, actual is None)
+            writes: _Writes = {}
+            if apply:
+                amounts = actual if actual is not None else [0] * len(charges)
+                for charge, amount in zip(charges, amounts, strict=True):
+                    old = writes[charge.key][0] if charge.key in writes else \
+                        items[charge.key][0] if charge.key in items else None
+                    state = settle_state(old, charge, amount, now_ms, held_in)
+                    writes[charge.key] = (state, _ttl(charge, state))
+            status = SETTLED if actual is not None else VOIDED
+            writes[record_key] = self._record_item(
+                status, record[1] if record is not None else slot, now_ms)
             return None, writes
 
-        self._update([c.key for c in charges], step)
+        self._update([record_key, *(c.key for c in charges)], step)
+
+    def _record_item(self, status: str, slot: int, now_ms: int) -> tuple[State, int]:
+        until = keep_until(status, slot, now_ms, self._keep_ms)
+        return {"c": status, "n": slot}, -(-until // 1000)
 
     def level(self, charge: Charge, now_ms: int) -> float:
         state = self._read([charge.key]).get(charge.key)

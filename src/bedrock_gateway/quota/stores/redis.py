@@ -1,31 +1,43 @@
 """A quota store in Redis (``pip install bedrock-gateway[redis]``): any number of gateway hosts.
 
-Round trips: one per :meth:`RedisStore.reserve` and one per :meth:`RedisStore.settle` — each
-runs one Lua script (``EVALSHA``) over all of the call's keys, so it is atomic and all or nothing;
+Round trips: one per :meth:`RedisStore.reserve`, one per :meth:`RedisStore.settle` and one per
+:meth:`RedisStore.void` — each runs one Lua script (``EVALSHA``) over the call's record and all
+of its keys, so it is atomic, all or nothing, and applied once per call;
 :meth:`RedisStore.level` is one ``HGETALL``. A store's first script call sends the script body
 (``EVAL``, which also caches it); after a ``SCRIPT FLUSH`` or a fail-over, one call makes two
 trips (``NOSCRIPT``, then ``EVAL``). The scripts apply the ledger's rules
-(:func:`~bedrock_gateway.quota.ledger.reserve_states`, :func:`~.ledger.settle_state`) in doubles,
-exact up to 2**53 (amounts of up to 1e15 nano-USD fit); numbers go into hashes and come back as
-``%.17g`` strings, which round-trip a double exactly.
+(:func:`~bedrock_gateway.quota.ledger.reserve_states`, :func:`~.ledger.settle_state`,
+:func:`~.ledger.finish_plan`) in doubles, exact up to 2**53 (amounts of up to 1e15 nano-USD fit);
+numbers go into hashes and come back as ``%.17g`` strings, which round-trip a double exactly.
 
 Key layout: charge key ``k`` is the hash ``{prefix}:k'``, where ``k'`` is ``k`` with ``%``, ``{``
 and ``}`` percent-encoded (distinct keys stay distinct; the hash tag is always the prefix).
 Rate keys hold fields ``l`` (level) and ``t`` (ms); calendar keys hold ``u`` (settled) and one
 ``h:<slot>`` per expiry slot with live holds (expired holds are dropped on every write). Every
 write refreshes the key's TTL: a bucket until it has surely drained (``t - now + period_ms``), a
-budget until a day after its period ends (``expires_ms - now + 1 day``). TTLs are relative and
-computed from the caller's ``now_ms``, never from Redis' clock, so clock skew between a gateway
-and Redis cannot drop live state. Use a ``noeviction`` or ``volatile-*`` eviction policy.
+budget until a day after its period ends (``expires_ms - now + 1 day``). Call ``c``'s record is
+the string ``{prefix}#c'``: ``h<slot>`` (held), ``s`` (settled) or ``v<slot>`` (voided), kept
+until its slot and ``keep_ms`` more (settled: ``keep_ms``, an hour by default; about 170 bytes of
+Redis memory per call). TTLs are relative and computed from the caller's ``now_ms``, never from
+Redis' clock, so clock skew between a gateway and Redis cannot drop live state. Use a
+``noeviction`` or ``volatile-*`` eviction policy.
 
 Redis Cluster: all keys of one store share the ``{prefix}`` hash tag, hence one slot, so a
 multi-key script is legal. The price: a cluster gives availability, but one gateway's quota keys
 live on one shard (use several prefixes to spread unrelated gateways). Pass a
 ``redis.RedisCluster`` client to :class:`RedisStore` for that.
 
-Failures: redis-py errors become :class:`~.ledger.QuotaStoreError`. :meth:`RedisStore.from_url`
-turns redis-py's own retries off: a script that timed out may have run, and running it again
-would charge twice. (Stale pooled connections are still replaced before use by redis-py.)
+Failures: redis-py errors become :class:`~.ledger.QuotaStoreError`. A script that timed out may
+still run (Redis paused, then resumed, runs what it had queued): the call's record makes a
+second delivery of the same operation — the gateway's journal replaying it — change nothing,
+and a reservation arriving after its call was voided hold nothing. :meth:`RedisStore.from_url`
+turns redis-py's own retries off all the same (the journal retries, off the request's thread).
+
+Durability: what Redis acknowledged must survive a restart, or settled spend is lost with it.
+Run Redis with ``appendonly yes``: ``appendfsync always`` keeps every acknowledged write
+through a crash of the host; ``everysec`` (Redis' default) through a crash of the Redis process,
+and loses up to about a second of writes if the host itself goes down. RDB snapshots alone lose
+everything since the last one.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from redis.retry import Retry
 
 from bedrock_gateway.quota.ledger import (
     HOLD_SLOT_MS,
+    KEEP_CALLS_MS,
     Charge,
     Decision,
     QuotaStore,
@@ -54,11 +67,15 @@ __all__ = ["RedisStore"]
 
 GRACE_MS = 86_400_000  # a budget key outlives its period by a day (late settles, clock skew)
 
-# ARGV: now_ms, slot, then per charge a fixed number of fields (see the scripts' ``b``).
+# ARGV: now_ms, slot, keep_ms, then the operation's own (see each script). KEYS[1] is the call's
+# record ('h<slot>' held, 's' settled, 'v<slot>' voided); KEYS[2..] the charges' hashes.
 _PRELUDE = """
 local SLOT_MS, GRACE_MS = @SLOT_MS@, @GRACE_MS@
-local now, slot = tonumber(ARGV[1]), ARGV[2]
+local now, slot, keep = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local function fmt(x) return string.format('%.17g', x) end
+local function keep_px(s)  -- ledger.keep_until, relative to now
+  return fmt(math.max(tonumber(s) * SLOT_MS - now, 0) + keep)
+end
 local function load(key)
   local flat = redis.call('HGETALL', key)
   if #flat == 0 then return nil end
@@ -87,7 +104,8 @@ local function put_rate(key, st, lv, delta, per)  -- ledger._with, a bucket
   redis.call('PEXPIRE', key, fmt(t - now + per))
   return l
 end
-local function put_budget(key, st, delta, settled, expires)  -- ledger._with, a budget
+-- ledger._with, a budget: add delta to the hold in slot hs (nil: no hold), settled to u
+local function put_budget(key, st, delta, settled, expires, hs)
   local u, live = settled, {}
   if st then
     u = st.u + settled
@@ -96,14 +114,14 @@ local function put_budget(key, st, delta, settled, expires)  -- ledger._with, a 
       else redis.call('HDEL', key, 'h:' .. s) end
     end
   end
-  if delta ~= 0 and (delta > 0 or live[slot]) then
-    local held = (live[slot] or 0) + delta
+  if delta ~= 0 and hs and (delta > 0 or live[hs]) then
+    local held = (live[hs] or 0) + delta
     if held > 0 then
-      live[slot] = held
-      redis.call('HSET', key, 'h:' .. slot, fmt(held))
+      live[hs] = held
+      redis.call('HSET', key, 'h:' .. hs, fmt(held))
     else
-      live[slot] = nil
-      redis.call('HDEL', key, 'h:' .. slot)
+      live[hs] = nil
+      redis.call('HDEL', key, 'h:' .. hs)
     end
   end
   redis.call('HSET', key, 'u', fmt(u))
@@ -126,14 +144,22 @@ end
 """.replace("@SLOT_MS@", str(HOLD_SLOT_MS)).replace("@GRACE_MS@", str(GRACE_MS))
 
 # per charge: amount, capacity, period_ms, expires_ms. Reply: ok, refused, retry, remaining...
+# A call that has a record changes nothing: held, it fits; settled or voided, it is LATE (-1).
 _RESERVE = _PRELUDE + """
-local n, st, lv, amt, cap, per, exp = #KEYS, {}, {}, {}, {}, {}, {}
+local rec = redis.call('GET', KEYS[1])
+local n, st, lv, amt, cap, per, exp = #KEYS - 1, {}, {}, {}, {}, {}, {}
 for i = 1, n do
-  local b = 2 + (i - 1) * 4
+  local b = 3 + (i - 1) * 4
   amt[i], cap[i] = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
   per[i], exp[i] = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
-  st[i] = load(KEYS[i])
+  st[i] = load(KEYS[i + 1])
   lv[i] = level(st[i], cap[i], per[i])
+end
+if rec then
+  local out = {'0', '-1', '0'}
+  if string.sub(rec, 1, 1) == 'h' then out[1] = '1' end
+  for j = 1, n do out[3 + j] = fmt(cap[j] - lv[j]) end
+  return out
 end
 for i = 1, n do
   if lv[i] + amt[i] > cap[i] then
@@ -151,23 +177,36 @@ end
 local out = {'1', '-1', '0'}
 for i = 1, n do
   local after
-  if per[i] > 0 then after = put_rate(KEYS[i], st[i], lv[i], amt[i], per[i])
-  else after = put_budget(KEYS[i], st[i], amt[i], 0, exp[i]) end
+  if per[i] > 0 then after = put_rate(KEYS[i + 1], st[i], lv[i], amt[i], per[i])
+  else after = put_budget(KEYS[i + 1], st[i], amt[i], 0, exp[i], slot) end
   out[3 + i] = fmt(cap[i] - after)
 end
+redis.call('SET', KEYS[1], 'h' .. slot, 'PX', keep_px(slot))
 return out
 """
 
-# per charge: amount, actual, capacity, period_ms, expires_ms. Charges apply in order.
+# ARGV[4]: 's' (settle) or 'v' (void); per charge: amount, actual, capacity, period_ms,
+# expires_ms. Charges apply in order. Applies once per call (ledger.finish_plan).
 _SETTLE = _PRELUDE + """
-for i = 1, #KEYS do
-  local b = 2 + (i - 1) * 5
+local rec, kind = redis.call('GET', KEYS[1]), ARGV[4]
+local hs = nil
+if rec then
+  if string.sub(rec, 1, 1) ~= 'h' then return 0 end  -- settled or voided already
+  hs = string.sub(rec, 2)
+elseif kind == 'v' then  -- the reservation has not arrived: make sure it changes nothing
+  redis.call('SET', KEYS[1], 'v' .. slot, 'PX', keep_px(slot))
+  return 0
+end
+for i = 2, #KEYS do
+  local b = 4 + (i - 2) * 5
   local amount, actual = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
   local cap, per, exp = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local st = load(KEYS[i])
   if per > 0 then put_rate(KEYS[i], st, level(st, cap, per), actual - amount, per)
-  else put_budget(KEYS[i], st, -amount, actual, exp) end
+  else put_budget(KEYS[i], st, -amount, actual, exp, hs) end
 end
+if kind == 's' then redis.call('SET', KEYS[1], 's', 'PX', fmt(keep))
+else redis.call('SET', KEYS[1], 'v' .. hs, 'PX', keep_px(hs)) end
 return 0
 """
 
@@ -197,24 +236,27 @@ class RedisStore(QuotaStore):
     passed in stays the caller's (:meth:`close` leaves it open), one made by :meth:`from_url` is
     closed by :meth:`close`."""
 
-    def __init__(self, client: redis.Redis | redis.RedisCluster, *, prefix: str = "bgw") -> None:
+    def __init__(self, client: redis.Redis | redis.RedisCluster, *, prefix: str = "bgw",
+                 keep_ms: int = KEEP_CALLS_MS) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError("a Redis quota prefix must be non-empty, without '{' or '}'")
         self._client: Any = client
         self._tag = "{" + prefix + "}:"
+        self._call_tag = "{" + prefix + "}#"
+        self._keep_ms = keep_ms
         self._owned = False
         self._secrets: tuple[str, ...] = ()
         self._sent: set[str] = set()  # scripts this store has sent in full at least once
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "bgw",
-                 socket_timeout_s: float = 2.0) -> RedisStore:
+    def from_url(cls, url: str, *, prefix: str = "bgw", socket_timeout_s: float = 2.0,
+                 keep_ms: int = KEEP_CALLS_MS) -> RedisStore:
         """A store on a client of its own: ``redis://[user:password@]host:port/db`` or
         ``rediss://`` (TLS), with socket and connect timeouts of ``socket_timeout_s``."""
         client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
                                       socket_connect_timeout=socket_timeout_s,
                                       retry=Retry(NoBackoff(), 0))
-        store = cls(client, prefix=prefix)
+        store = cls(client, prefix=prefix, keep_ms=keep_ms)
         store._owned = True
         password = urlsplit(url).password
         store._secrets = tuple(s for s in {password or "", unquote(password or "")} if s)
@@ -229,13 +271,18 @@ class RedisStore(QuotaStore):
         """The Redis key that holds ``charge_key``."""
         return self._tag + _quote(charge_key)
 
-    def reserve(self, charges: Sequence[Charge], now_ms: int, slot: int) -> Decision:
+    def call_key(self, call: str) -> str:
+        """The Redis key of ``call``'s record (``#`` where a charge key has ``:``)."""
+        return self._call_tag + _quote(call)
+
+    def reserve(self, call: str, charges: Sequence[Charge], now_ms: int,
+                slot: int) -> Decision:
         if not charges:
             return Decision(True, ())
-        args: list[int] = []
+        argv = [now_ms, slot, self._keep_ms]
         for c in charges:
-            args += (c.amount, c.capacity, c.period_ms, c.expires_ms)
-        reply = self._run(_RESERVE_SCRIPT, charges, now_ms, slot, args)
+            argv += (c.amount, c.capacity, c.period_ms, c.expires_ms)
+        reply = self._run(_RESERVE_SCRIPT, call, charges, argv)
         try:
             ok, refused, retry = int(reply[0]), int(reply[1]), int(float(reply[2]))
             remaining = tuple(float(x) for x in reply[3:])
@@ -247,13 +294,21 @@ class RedisStore(QuotaStore):
             return Decision(True, remaining)
         return Decision(False, remaining, refused, retry)
 
-    def settle(self, charges: Sequence[Charge], actual: Sequence[int], now_ms: int,
-               slot: int) -> None:
-        args: list[int] = []
-        for c, real in zip(charges, actual, strict=True):
-            args += (c.amount, real, c.capacity, c.period_ms, c.expires_ms)
+    def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
+               now_ms: int) -> None:
         if charges:
-            self._run(_SETTLE_SCRIPT, charges, now_ms, slot, args)
+            self._finish(call, charges, actual, now_ms, 0, kind="s")
+
+    def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
+        if charges:
+            self._finish(call, charges, [0] * len(charges), now_ms, slot, kind="v")
+
+    def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
+                now_ms: int, slot: int, *, kind: str) -> None:
+        argv: list[int | str] = [now_ms, slot, self._keep_ms, kind]
+        for c, real in zip(charges, actual, strict=True):
+            argv += (c.amount, real, c.capacity, c.period_ms, c.expires_ms)
+        self._run(_SETTLE_SCRIPT, call, charges, argv)
 
     def level(self, charge: Charge, now_ms: int) -> float:
         try:
@@ -276,10 +331,10 @@ class RedisStore(QuotaStore):
         if self._owned:
             self._client.close()
 
-    def _run(self, script: _Script, charges: Sequence[Charge], now_ms: int, slot: int,
-             args: list[int]) -> Any:
-        keys = [self.key(c.key) for c in charges]
-        argv = [str(int(now_ms)), str(int(slot)), *(str(int(a)) for a in args)]
+    def _run(self, script: _Script, call: str, charges: Sequence[Charge],
+             args: Sequence[int | str]) -> Any:
+        keys = [self.call_key(call), *(self.key(c.key) for c in charges)]
+        argv = [a if isinstance(a, str) else str(int(a)) for a in args]
         try:
             if script.sha in self._sent:
                 try:
