@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bedrock_gateway.adapters.limits import ServerLimits
 from bedrock_gateway.auth.config import (
     AccessRuleConfig,
     AuthSection,
@@ -23,7 +24,12 @@ from bedrock_gateway.auth.config import (
 )
 from bedrock_gateway.filters.config import FilterConfig, build_filters
 from bedrock_gateway.operations import SERVICES
-from bedrock_gateway.pipeline import DEFAULT_MAX_BODY_BYTES, Gateway, Middleware
+from bedrock_gateway.pipeline import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_UNAUTHENTICATED_BODY_BYTES,
+    Gateway,
+    Middleware,
+)
 from bedrock_gateway.quota.config import (
     PricingSection,
     QuotaSection,
@@ -62,6 +68,22 @@ class GatewaySection(_Section):
     max_body_bytes: Annotated[int, Field(gt=0, le=1024**3)] = DEFAULT_MAX_BODY_BYTES
     worker_threads: Annotated[int, Field(gt=0, le=4096)] = 128
     on_unknown_shape: Literal["block", "pass"] = "block"  # bodies the filters cannot read
+    # What an unauthenticated client can make the server hold (docs/configuration.md).
+    max_unauthenticated_body_bytes: Annotated[int, Field(ge=0, le=1024**3)] = (
+        DEFAULT_MAX_UNAUTHENTICATED_BODY_BYTES)
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024**2)] = 32 * 1024
+    max_header_count: Annotated[int, Field(ge=8, le=10_000)] = 100
+    request_read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    keep_alive_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 75.0
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 768
+
+    def server_limits(self) -> ServerLimits:
+        """The limits ``bedrock-gateway serve`` applies to its HTTP server."""
+        return ServerLimits(
+            max_header_bytes=self.max_header_bytes, max_header_count=self.max_header_count,
+            request_read_timeout_s=self.request_read_timeout_s,
+            keep_alive_timeout_s=self.keep_alive_timeout_s,
+            max_connections=self.max_connections)
 
 
 class TenantRolesSection(_Section):
@@ -82,6 +104,9 @@ class UpstreamSection(_Section):
     backoff_base_s: Annotated[float, Field(ge=0, le=60)] = 0.25
     backoff_max_s: Annotated[float, Field(ge=0, le=300)] = 8.0
     max_connections: Annotated[int, Field(ge=1, le=4096)] = 128
+    # A buffered (non-stream) answer larger than this is refused (ModelErrorException);
+    # streams are not capped.
+    max_response_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 32 * 1024 * 1024
     profile: str | None = None  # a named AWS profile; default: the standard chain
     tenant_roles: TenantRolesSection | None = None
     services: Annotated[list[Literal["bedrock-runtime", "bedrock-agent-runtime"]],
@@ -193,6 +218,7 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
         "backoff_base": up.backoff_base_s,
         "backoff_max": up.backoff_max_s,
         "max_connections": up.max_connections,
+        "max_response_bytes": up.max_response_bytes,
     }
     if up.tenant_roles is not None:
         from bedrock_gateway.auth.tenant_roles import TenantRoleCredentials
@@ -235,5 +261,6 @@ def build_gateway(config: GatewayConfig, **forwarder_overrides: Any) -> Gateway:
         access_rules=build_access_rules(config.access),
         anonymous=config.auth.anonymous,
         max_body_bytes=config.gateway.max_body_bytes,
+        max_unauthenticated_body_bytes=config.gateway.max_unauthenticated_body_bytes,
         services=up.services,
     )

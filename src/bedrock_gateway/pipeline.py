@@ -23,11 +23,19 @@ if TYPE_CHECKING:
     from bedrock_gateway.auth.dispatch import Authorizer
     from bedrock_gateway.config import GatewayConfig
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Gateway", "Handler", "Middleware", "Next"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_UNAUTHENTICATED_BODY_BYTES",
+    "Gateway",
+    "Handler",
+    "Middleware",
+    "Next",
+]
 
 log = logging.getLogger("bedrock_gateway")
 
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+DEFAULT_MAX_UNAUTHENTICATED_BODY_BYTES = 64 * 1024
 
 Next = Callable[[Call], Response]
 Handler = Next  # the terminal step has the same shape as the rest of the chain
@@ -59,6 +67,10 @@ class Gateway:
     ``bedrock-agent-runtime``; the path names the operation and so the service. A client may
     also say which service it means in an ``aws-endpoint-prefix`` header: it must be one of
     ``services`` and agree with the path, or the call is refused. It never picks a host.
+
+    ``max_unauthenticated_body_bytes``: an adapter reads no more of a body than this before
+    :meth:`precheck` has judged the request from its headers (authentication first, so a caller
+    without valid credentials cannot make the gateway hold a large body).
     """
 
     def __init__(
@@ -70,6 +82,7 @@ class Gateway:
         access_rules: Sequence[Rule] | None = None,
         anonymous: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_unauthenticated_body_bytes: int = DEFAULT_MAX_UNAUTHENTICATED_BODY_BYTES,
         router: Middleware | None = None,
         services: Sequence[str] = (RUNTIME,),
     ) -> None:
@@ -87,8 +100,10 @@ class Gateway:
         self.middleware = tuple(middleware)
         self.anonymous = anonymous
         self.max_body_bytes = max_body_bytes
+        self.max_unauthenticated_body_bytes = max_unauthenticated_body_bytes
         self.router = router
-        stack: list[Middleware] = [AuthMiddleware(authorizers, anonymous=anonymous)]
+        self._auth = AuthMiddleware(authorizers, anonymous=anonymous)
+        stack: list[Middleware] = [self._auth]
         if router is not None:  # aliases resolve before access rules judge the model
             stack.append(router)
         if access_rules is not None:
@@ -130,6 +145,34 @@ class Gateway:
             raise PayloadTooLargeError.over(self.max_body_bytes)
         return declared
 
+    def precheck(
+        self,
+        method: str,
+        raw_path: str,
+        query: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        *,
+        mount: str = "",
+    ) -> Response | None:
+        """For adapters, before reading a body larger than ``max_unauthenticated_body_bytes``:
+        the refusal the headers alone already decide — an unknown or malformed path, a missing or
+        invalid credential — or ``None`` when the body may be read. JWTs and API keys are
+        verified in full (they do not depend on the body); a SigV4 signature covers the body,
+        so only its form and access key id are checked here. The request is still
+        authenticated in full by :meth:`handle`: this is a gate, never a grant. It may block
+        (a JWKS fetch): call it off the event loop."""
+        try:
+            call = self._call(method, raw_path, query, headers, b"", mount=mount, principal=None)
+            self._auth.precheck(call)
+        except GatewayError as exc:
+            if exc.status >= 500:
+                log.warning("%s %r -> %s: %s", method, raw_path[:200], exc.code, exc.message)
+            return Response.from_error(exc)
+        except Exception:
+            log.exception("unhandled error checking %s %r", method, raw_path[:200])
+            return Response.from_error(GatewayError())
+        return None
+
     def handle(
         self,
         method: str,
@@ -150,20 +193,12 @@ class Gateway:
         try:
             if len(body) > self.max_body_bytes:
                 raise PayloadTooLargeError.over(self.max_body_bytes)
-            r = route(method, raw_path, query, self.services)
-            hdrs = _lower_headers(headers)
-            claimed = hdrs.get("aws-endpoint-prefix")
-            if claimed is not None and claimed != r.operation.service:
-                raise ValidationError(
-                    "The aws-endpoint-prefix header names a service this gateway does not serve"
-                    " or that does not match the request path.")
-            call = Call(method, raw_path, query, hdrs, body, r.operation, r.params, principal)
-            if mount:
-                call.attrs["mount"] = mount
+            call = self._call(method, raw_path, query, headers, body, mount=mount,
+                              principal=principal)
             if call.is_json:
                 call.json()  # malformed JSON is refused here, before any policy or upstream
             elif method == "GET" and body:
-                raise ValidationError(f"{r.operation.name} does not take a request body.")
+                raise ValidationError(f"{call.operation.name} does not take a request body.")
             return self._chain(call)
         except GatewayError as exc:
             if exc.status >= 500:
@@ -172,6 +207,21 @@ class Gateway:
         except Exception:
             log.exception("unhandled error serving %s %r", method, raw_path[:200])
             return Response.from_error(GatewayError())
+
+    def _call(self, method: str, raw_path: str, query: str,
+              headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes, *,
+              mount: str, principal: Principal | None) -> Call:
+        r = route(method, raw_path, query, self.services)
+        hdrs = _lower_headers(headers)
+        claimed = hdrs.get("aws-endpoint-prefix")
+        if claimed is not None and claimed != r.operation.service:
+            raise ValidationError(
+                "The aws-endpoint-prefix header names a service this gateway does not serve"
+                " or that does not match the request path.")
+        call = Call(method, raw_path, query, hdrs, body, r.operation, r.params, principal)
+        if mount:
+            call.attrs["mount"] = mount
+        return call
 
 
 def _lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-__all__ = ["SigV4Error", "SignedRequest", "verify_sigv4"]
+__all__ = ["SigV4Error", "SignedRequest", "signing_key_id", "verify_sigv4"]
 
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<akid>[^/\s]+)/(?P<date>\d{8})/(?P<region>[^/\s]+)/"
@@ -70,6 +70,15 @@ def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     for part in (region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     return key
+
+
+def signing_key_id(authorization: str, service: str | None = None) -> str | None:
+    """The access key id of a well-formed SigV4 ``Authorization`` header (for ``service``, when
+    given), or ``None``. Checks the form only: the signature covers the body."""
+    match = _AUTH.match(authorization)
+    if match is None or (service is not None and match["service"] != service):
+        return None
+    return match["akid"]
 
 
 def verify_sigv4(

@@ -6,6 +6,11 @@ arrived in one ``http.response.body`` message — so a burst of small frames cos
 one thread hop per frame, and a slow client makes the producer wait instead of growing memory.
 When the client disconnects, the producer is told to stop, the upstream read is unblocked, and
 the response's close hooks run.
+
+The body is read under the gateway's limits (:mod:`~bedrock_gateway.adapters.asgi_body`): size,
+authentication from the headers before a large body, and the request's read deadline — given
+by the server in the scope (``DEADLINE_EXTENSION``, :mod:`~bedrock_gateway.adapters.http_guard`)
+or, under any other server, ``limits.request_read_timeout_s`` from the start of the call.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from bedrock_gateway.adapters.asgi_body import Refused, RequestHead, read_body
+from bedrock_gateway.adapters.limits import DEADLINE_EXTENSION, ServerLimits
 from bedrock_gateway.call import Response
-from bedrock_gateway.errors import GatewayError, PayloadTooLargeError, ValidationError
+from bedrock_gateway.errors import GatewayError, ValidationError
 from bedrock_gateway.pipeline import Gateway
 
 __all__ = ["ASGIApp"]
@@ -41,10 +48,16 @@ class _Disconnected(Exception):
 
 
 class ASGIApp:
-    """``ASGIApp(gateway)`` is an ASGI 3 application serving the gateway over HTTP."""
+    """``ASGIApp(gateway)`` is an ASGI 3 application serving the gateway over HTTP.
 
-    def __init__(self, gateway: Gateway, *, max_workers: int = 128) -> None:
+    ``limits`` are the server's (:class:`ServerLimits`): :mod:`bedrock_gateway.serve` applies
+    them to uvicorn; the app itself uses ``request_read_timeout_s`` when its server gives no
+    read deadline."""
+
+    def __init__(self, gateway: Gateway, *, max_workers: int = 128,
+                 limits: ServerLimits | None = None) -> None:
         self.gateway = gateway
+        self.limits = limits or ServerLimits()
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="bgw")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,33 +66,24 @@ class ASGIApp:
             return
         if scope["type"] != "http":
             return  # websockets are not part of Bedrock's protocol
-        try:
-            body = await self._read_body(scope, receive)
-        except GatewayError as exc:
-            await _send_buffered(send, Response.from_error(exc))
-            return
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        try:
-            path = raw_path.decode("ascii")
-            query = scope.get("query_string", b"").decode("ascii")
-        except UnicodeDecodeError:
-            await _send_buffered(send, Response.from_error(ValidationError(
-                "The request path is not valid.")))
-            return
-        mount = scope.get("root_path", "")
-        if mount and path.startswith(mount):  # mounted under a prefix (FastAPI/Starlette Mount)
-            path = path[len(mount):]
-        else:
-            mount = ""
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         loop = asyncio.get_running_loop()
+        try:
+            head = _head(scope)
+            body = await read_body(self.gateway, self._executor, head, receive,
+                                   _deadline(scope, loop, self.limits.request_read_timeout_s))
+        except GatewayError as exc:  # the rest of the request is not read: close
+            await _send_buffered(send, Response.from_error(exc), close=True)
+            return
+        except Refused as refused:
+            await _send_buffered(send, refused.response, close=True)
+            return
         pump = _Pump(loop)
         # One worker thread runs the pipeline and, for a stream, goes on producing its frames:
         # no second thread hop between "response ready" and "first frame".
         # A bare submit: wrapping the future for the loop would cost one more wake-up per call.
         self._executor.submit(
-            pump.run, partial(self.gateway.handle, scope["method"], path, query, headers, body,
-                              mount=mount)
+            pump.run, partial(self.gateway.handle, head.method, head.path, head.query,
+                              head.headers, body, mount=head.mount)
         )
         response = await pump.response
         if response.is_stream:
@@ -100,25 +104,6 @@ class ASGIApp:
                 self.gateway.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        limit = self.gateway.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                self.gateway.check_content_length(value)
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ValidationError("The client disconnected before sending its body.")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLargeError.over(limit)
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(parts)
 
     async def _stream(self, pump: _Pump, response: Response, receive: Receive, send: Send
                       ) -> None:
@@ -147,6 +132,27 @@ class ASGIApp:
         finally:
             watcher.cancel()
             pump.cancel(response)
+
+
+def _head(scope: Scope) -> RequestHead:
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    try:
+        path = raw_path.decode("ascii")
+        query = scope.get("query_string", b"").decode("ascii")
+    except UnicodeDecodeError:
+        raise ValidationError("The request path is not valid.") from None
+    mount = scope.get("root_path", "")
+    if mount and path.startswith(mount):  # mounted under a prefix (FastAPI/Starlette Mount)
+        path = path[len(mount):]
+    else:
+        mount = ""
+    return RequestHead(scope["method"], path, query, mount, scope["headers"])
+
+
+def _deadline(scope: Scope, loop: asyncio.AbstractEventLoop, timeout_s: float) -> float:
+    """The loop time by which the whole request must have arrived."""
+    given = (scope.get("extensions") or {}).get(DEADLINE_EXTENSION)
+    return float(given["at"]) if given else loop.time() + timeout_s
 
 
 async def _wait_disconnect(receive: Receive) -> None:
@@ -235,9 +241,11 @@ class _Pump:
         response.abort()
 
 
-async def _send_buffered(send: Send, response: Response) -> None:
+async def _send_buffered(send: Send, response: Response, *, close: bool = False) -> None:
     headers = _encode_headers(response.headers)
     headers.append((b"content-length", str(len(response.body)).encode()))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body, "more_body": False})
 

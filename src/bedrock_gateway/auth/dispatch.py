@@ -103,22 +103,37 @@ class AuthMiddleware:
         self.anonymous = anonymous
 
     def __call__(self, call: Call, next_: Next) -> Response:
-        if call.principal is not None:  # vouched for by the adapter (a Lambda authorizer's context)
-            return next_(call)
+        if call.principal is None:  # else vouched for by the adapter (a Lambda authorizer)
+            call.principal = self._authenticate(call, early=False)
+        return next_(call)
+
+    def precheck(self, call: Call) -> None:
+        """Refuse, from the headers alone, what :meth:`__call__` would refuse whatever the body:
+        no credential, a kind this gateway does not accept, an invalid JWT or API key. A SigV4
+        signature covers the body, so here only what its authorizer can check without it
+        (``precheck(credential, call)``, when it has one: the header's form and the key id)."""
+        if call.principal is None:
+            self._authenticate(call, early=True)
+
+    def _authenticate(self, call: Call, *, early: bool) -> Principal | None:
         credential = read_credential(call.headers)
         authorizer = self.by_kind.get(credential.kind) if credential is not None else None
         if authorizer is None or credential is None:
             # Anonymous callers: no credential, or a SigV4 signature made with whatever AWS keys
             # the client's boto3 happened to have. A bearer token or API key is never ignored.
             if self.anonymous and (credential is None or credential.kind == "sigv4"):
-                call.principal = Principal.anonymous()
-                return next_(call)
+                return Principal.anonymous()
             if credential is None:
                 raise AuthenticationError(
                     "Missing credentials: this gateway requires a token or key.")
             raise AuthenticationError(f"This gateway does not accept {_NAMES[credential.kind]}.")
         try:
-            call.principal = authorizer.authenticate(credential, call)
+            if early and credential.kind == "sigv4":
+                check = getattr(authorizer, "precheck", None)
+                if check is not None:
+                    check(credential, call)
+                return None
+            return authorizer.authenticate(credential, call)
         except AuthenticationError as exc:
             log.info("authentication failed (%s): %s", credential.kind, exc.message)
             raise
@@ -127,7 +142,6 @@ class AuthMiddleware:
         except Exception as exc:  # an authorizer bug must not let a call through
             log.exception("authorizer %s failed", type(authorizer).__name__)
             raise GatewayError() from exc
-        return next_(call)
 
 
 _NAMES = {"jwt": "JWT bearer tokens", "api_key": "API keys", "sigv4": "SigV4-signed requests"}
