@@ -33,7 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
     except (QuotaStoreError, ValueError) as exc:  # e.g. a quota store that cannot be opened
         print(f"{args.config}: cannot start: {exc}", file=sys.stderr)
         return 2
-    app = ASGIApp(gateway, max_workers=config.gateway.worker_threads)
+    app = ASGIApp(gateway, max_workers=config.gateway.worker_threads,
+                  limits=config.gateway.server_limits())
     if config.routes and hasattr(signal, "SIGHUP"):  # kill -HUP: re-read [[routes]] (weights)
         def on_hup(*_: object) -> None:  # work off the signal handler: it may interrupt a lock
             threading.Thread(target=_reload_routes, args=(args.config, gateway),
@@ -123,7 +124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "log_level", None):
+        _gateway_log_level(args.log_level)
     return int(args.func(args))
+
+
+def _gateway_log_level(level: str) -> None:
+    """``--log-level`` applies to the gateway's own loggers (``bedrock_gateway.*``), not only to
+    uvicorn's: the root logger stays at WARNING for third-party libraries."""
+    logger = logging.getLogger("bedrock_gateway")
+    logger.setLevel(level.upper())
+    for handler in logging.getLogger().handlers:  # basicConfig's handler passes everything
+        if handler.level > logger.level:
+            handler.setLevel(logger.level)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ The tree::
     ├── ThrottlingError               429 ThrottlingException
     ├── ServiceQuotaExceededError     400 ServiceQuotaExceededException
     ├── ModelTimeoutError             408 ModelTimeoutException
+    ├── ModelError                    424 ModelErrorException (the model ran; its answer was lost)
     ├── ServiceUnavailableError       503 ServiceUnavailableException
     │   └── UpstreamUnavailableError  503 ServiceUnavailableException (upstream unreachable)
     └── StreamError                   424 ModelStreamErrorException (only ever inside a stream)
@@ -39,6 +40,7 @@ __all__ = [
     "AuthenticationError",
     "ExpiredTokenError",
     "GatewayError",
+    "ModelError",
     "ModelTimeoutError",
     "PayloadTooLargeError",
     "ResourceNotFoundError",
@@ -141,6 +143,16 @@ class ServiceQuotaExceededError(GatewayError):
 class ModelTimeoutError(GatewayError):
     status = 408
     code = "ModelTimeoutException"
+
+
+class ModelError(GatewayError):
+    """Bedrock answered 200 but the answer could not be delivered (cut short, too large).
+
+    424, as Bedrock's own ``ModelErrorException``: botocore does not retry it and a fallback
+    does not move on, so a model that already ran (and was billed) is not run again."""
+
+    status = 424
+    code = "ModelErrorException"
 
 
 class ServiceUnavailableError(GatewayError):

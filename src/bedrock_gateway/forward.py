@@ -10,6 +10,12 @@ Retries (tenacity, jittered exponential backoff, attempt cap) cover throttling,
 ``ModelNotReadyException``, 5xx and connection failures, and all happen before the response
 is handed to the pipeline — that is, before any byte reaches the client. A failure after the
 stream started becomes an exception frame (see :meth:`Response.chunks`).
+
+A 200 is never retried: Bedrock has run (and billed) the model. A buffered 200 whose body does
+not arrive whole — cut short, broken, or larger than ``max_response_bytes`` — is answered with
+``424 ModelErrorException`` (not retried by the SDK, nor by a fallback), and its usage meter is
+marked as a 200 that did not complete, so a quota enforcer charges the reservation (estimated).
+Buffered bodies are read with that size cap; streams are not capped.
 """
 
 from __future__ import annotations
@@ -45,13 +51,14 @@ from urllib3.exceptions import (
 from bedrock_gateway.call import EVENT_STREAM, Call, Response
 from bedrock_gateway.errors import (
     GatewayError,
+    ModelError,
     ModelTimeoutError,
     StreamError,
     UpstreamUnavailableError,
 )
 from bedrock_gateway.eventstream import EventStreamDecoder, EventStreamError, Frame
 
-__all__ = ["RETRYABLE_STATUSES", "SigV4Forwarder"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "RETRYABLE_STATUSES", "SigV4Forwarder"]
 
 log = logging.getLogger("bedrock_gateway.forward")
 
@@ -63,6 +70,9 @@ _DROP_RESPONSE_HEADERS = frozenset(
 )
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _READ_SIZE = 64 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # buffered (non-stream) answers only
+# Ends a stream whose client left: the meters see an incomplete stream; no client reads it.
+_CLIENT_GONE = StreamError("The client closed the connection before the stream ended.").to_frame()
 
 
 class _SigV4(SigV4Auth):  # type: ignore[misc]
@@ -111,6 +121,11 @@ class _RetryableStatus(Exception):
         self.response = response
 
 
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size  # what was declared or read when the cap was passed
+
+
 class SigV4Forwarder:
     """Forward calls to Bedrock Runtime, re-signed with the gateway's AWS credentials.
 
@@ -120,6 +135,7 @@ class SigV4Forwarder:
     pick other credentials per call (a tenant's assumed role; ``None`` falls back to the
     default). ``sleep`` is injectable so tests never wait for backoff. ``extra_headers`` are
     request headers to forward beyond the allowlist (``x-amz-source-arn`` for agents).
+    ``max_response_bytes`` caps a buffered (non-stream) answer; streams are not capped.
     """
 
     def __init__(
@@ -139,6 +155,7 @@ class SigV4Forwarder:
         signing_name: str = "bedrock",
         credentials_for: Callable[[Call], Any] | None = None,
         extra_headers: frozenset[str] = frozenset(),
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not _REGION.match(region):
             raise ValueError(f"not an AWS region name: {region!r}")
@@ -156,6 +173,9 @@ class SigV4Forwarder:
         self.signing_name = signing_name
         self._forward_headers = _FORWARD_HEADERS | {h.lower() for h in extra_headers}
         self.max_attempts = max(1, max_attempts)
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be positive")
+        self.max_response_bytes = max_response_bytes
         self._credentials = credentials
         self._session = session
         self._credentials_for = credentials_for
@@ -221,17 +241,71 @@ class SigV4Forwarder:
             response = Response(raw.status, resp_headers, frames=upstream.frames())
             response.on_abort(upstream.abort)
             return response
+        if raw.status == 200:
+            return self._buffered_200(call, raw, resp_headers)
         try:
-            body = raw.read(decode_content=False)
-        except BaseException:
-            raw.close()  # a half-read connection is never reused
-            raise
-        finally:
-            raw.release_conn()
+            body = self._read_capped(raw)
+        except _TooLarge as exc:  # an error answer this large is not Bedrock's: not retried
+            log.warning("upstream answered %s with a body over %d bytes (%d); discarded",
+                        raw.status, self.max_response_bytes, exc.size)
+            return Response.from_error(GatewayError(
+                "The model endpoint sent an error response the gateway could not read."))
         response = Response(raw.status, resp_headers, body)
         if raw.status in RETRYABLE_STATUSES:
             raise _RetryableStatus(response)
         return response
+
+    def _buffered_200(self, call: Call, raw: urllib3.BaseHTTPResponse,
+                      headers: dict[str, str]) -> Response:
+        """A buffered 200: the model has run and Bedrock has billed it, so whatever happens
+        while its body is read, it is never retried."""
+        try:
+            return Response(200, headers, self._read_capped(raw))
+        except _TooLarge as exc:
+            log.warning("%s answered 200 with a body over the %d-byte cap (%d bytes); not"
+                        " retried (the model has run), answered as ModelErrorException",
+                        call.operation.name, self.max_response_bytes, exc.size)
+            error = ModelError(
+                f"The model's answer is larger than this gateway accepts for a buffered response"
+                f" ({self.max_response_bytes} bytes); ask for less output or use the streaming"
+                " operation.")
+        except (HTTPError, OSError) as exc:
+            log.warning("%s answered 200 but its body did not arrive whole (%s); not retried"
+                        " (the model has run), answered as ModelErrorException",
+                        call.operation.name, type(exc).__name__)
+            error = ModelError(
+                "The model's answer was cut off on its way to the gateway. It was not retried,"
+                " because the model had already run.")
+        _meter_unfinished(call, headers, error.code)
+        return Response.from_error(error)
+
+    def _read_capped(self, raw: urllib3.BaseHTTPResponse) -> bytes:
+        """The whole body, at most ``max_response_bytes`` (else :class:`_TooLarge`). A body that
+        is not read to its end leaves its connection closed, never back in the pool."""
+        limit = self.max_response_bytes
+        whole = False
+        try:
+            declared = raw.headers.get("content-length", "")
+            length = int(declared) if declared.isdigit() else None
+            if length is not None and length > limit:
+                raise _TooLarge(length)
+            if length is not None:  # one read; urllib3 raises if fewer bytes arrive
+                body = raw.read(decode_content=False)
+            else:  # chunked or read to close: counted as it arrives
+                parts: list[bytes] = []
+                size = 0
+                while data := raw.read(_READ_SIZE, decode_content=False):
+                    size += len(data)
+                    if size > limit:
+                        raise _TooLarge(size)
+                    parts.append(data)
+                body = b"".join(parts)
+            whole = True
+            return body
+        finally:
+            if not whole:
+                raw.close()
+            raw.release_conn()
 
     # -- the handler -------------------------------------------------------------------
 
@@ -265,7 +339,9 @@ class _UpstreamStream:
         self.aborted = False
 
     def abort(self) -> None:
+        """The client left (the adapter saw it go): the upstream did nothing wrong."""
         self.aborted = True
+        log.debug("the client left mid-stream; closing the upstream connection")
         try:
             self.raw.shutdown()  # a read blocked in another thread returns at once
         except (RuntimeError, ValueError, OSError):
@@ -276,17 +352,36 @@ class _UpstreamStream:
         decoder = EventStreamDecoder()
         complete = False
         try:
-            while data := raw.read1(_READ_SIZE, decode_content=False):
-                yield from decoder.feed(data)
+            try:
+                while data := raw.read1(_READ_SIZE, decode_content=False):
+                    yield from decoder.feed(data)
+                if not self.aborted:
+                    decoder.finish()
+                    complete = True
+            except (HTTPError, OSError) as exc:
+                if not self.aborted:
+                    raise StreamError("The model stream was interrupted.") from exc
+            except EventStreamError as exc:
+                if not self.aborted:
+                    raise StreamError("The model sent a malformed event stream.") from exc
             if self.aborted:
-                raise StreamError("The stream was abandoned by the client.")
-            decoder.finish()
-            complete = True
-        except (HTTPError, OSError) as exc:
-            raise StreamError("The model stream was interrupted.") from exc
-        except EventStreamError as exc:
-            raise StreamError("The model sent a malformed event stream.") from exc
+                # The client left, so the read failed: not an upstream fault, and no warning.
+                # The stream ends with an exception frame (meters see it incomplete) instead of
+                # an error raised into Response.chunks, which would log it as a failure.
+                yield Frame(_CLIENT_GONE)
         finally:
             if not complete:
                 raw.close()  # never hand a half-read connection back to the pool
             raw.release_conn()
+
+
+def _meter_unfinished(call: Call, headers: dict[str, str], code: str) -> None:
+    """Tell the usage meter what happened upstream: a 200 (Bedrock has billed it) whose answer
+    never arrived whole, failed with ``code`` — as for a stream cut short. The meter is attached
+    here, before any policy asks for it (:meth:`~bedrock_gateway.quota.meter.Meter.of`), so a
+    quota enforcer settles at the reservation (estimated) instead of at zero."""
+    from bedrock_gateway.quota.meter import Meter  # only on this rare path
+
+    meter = Meter.of(call, Response(200, headers, b""))
+    meter.complete = False
+    meter.error = code

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from bedrock_gateway.errors import UnknownOperationError, ValidationError
 
@@ -42,6 +42,22 @@ _KNOWLEDGE_BASE_ID = re.compile(
 )
 _AGENT_ID = re.compile(r"^[0-9a-zA-Z]{1,10}$")
 _SESSION_ID = re.compile(r"^[0-9a-zA-Z._:-]{2,100}$")
+
+# ListAsyncInvokes' query parameters, by botocore's service model (ListAsyncInvokesRequest):
+# name -> what a value must look like. Anything else is refused, never forwarded.
+_ISO8601 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})$")
+_LIST_ASYNC_QUERY: dict[str, re.Pattern[str]] = {
+    "maxResults": re.compile(r"^(?:[1-9][0-9]{0,2}|1000)$"),  # MaxResults: 1..1000
+    "nextToken": re.compile(r"^\S{1,2048}$"),  # PaginationToken
+    "sortBy": re.compile(r"^SubmissionTime$"),
+    "sortOrder": re.compile(r"^(?:Ascending|Descending)$"),
+    "statusEquals": re.compile(r"^(?:InProgress|Completed|Failed)$"),
+    "submitTimeAfter": _ISO8601,
+    "submitTimeBefore": _ISO8601,
+}
+_QUERY_PARAMS = {"ListAsyncInvokes": _LIST_ASYNC_QUERY}
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # echoed in an error only when this plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +158,27 @@ def _decode_param(name: str, raw: str) -> str:
     return value
 
 
+def _check_query(op: Operation, query: str) -> None:
+    """Only the operation's modelled query parameters, each once, each a valid value."""
+    allowed = _QUERY_PARAMS.get(op.name, {})
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True,
+                          errors="strict", max_num_fields=len(allowed) or 1)
+    except (ValueError, UnicodeDecodeError):  # "a&&b", bad UTF-8, too many fields
+        raise ValidationError("The query string is not valid.") from None
+    seen: set[str] = set()
+    for name, value in pairs:
+        pattern = allowed.get(name)
+        if pattern is None:
+            shown = f" '{name}'" if _PARAM_NAME.match(name) else ""
+            raise ValidationError(f"{op.name} does not take the query parameter{shown}.")
+        if name in seen:
+            raise ValidationError(f"The query parameter '{name}' is given more than once.")
+        seen.add(name)
+        if not pattern.match(value):
+            raise ValidationError(f"The value of the query parameter '{name}' is not valid.")
+
+
 def _index(ops: tuple[Operation, ...]) -> dict[tuple[int, str], tuple[Operation, ...]]:
     index: dict[tuple[int, str], list[Operation]] = {}
     for op in ops:
@@ -215,6 +252,8 @@ def route(method: str, raw_path: str, query: str = "",
                 )
             if query and not op.query:
                 raise ValidationError(f"{op.name} does not take query parameters.")
+            if query:
+                _check_query(op, query)
             params = {k: _decode_param(k, v) for k, v in raw_params.items()}
             return Route(op, params)
     if path_matched:

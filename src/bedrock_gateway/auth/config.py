@@ -37,6 +37,8 @@ class JWTSection(_Section):
     required_claims: list[str] = ["exp", "sub"]
     jwks_ttl_s: Annotated[float, Field(gt=0, le=86400)] = 300
     jwks_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2
+    jwks_max_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    jwks_max_stale_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 3600
     max_token_bytes: Annotated[int, Field(ge=256, le=65536)] = 8192
 
     @model_validator(mode="after")
@@ -124,7 +126,8 @@ def build_authorizers(auth: AuthSection) -> list[Authorizer]:
                         " (any app of the issuer) are accepted")
         keys: KeySource
         if j.jwks_url:
-            keys = JWKSKeys(j.jwks_url, ttl_s=j.jwks_ttl_s, timeout_s=j.jwks_timeout_s)
+            keys = JWKSKeys(j.jwks_url, ttl_s=j.jwks_ttl_s, timeout_s=j.jwks_timeout_s,
+                            max_bytes=j.jwks_max_bytes, max_stale_s=j.jwks_max_stale_s)
         elif j.public_key_file:
             keys = PEMKey(j.public_key_file)
         else:
