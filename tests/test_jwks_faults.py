@@ -26,61 +26,19 @@ from bedrock_gateway.serve import BackgroundServer
 from bedrock_gateway.testing import FakeBedrock, TokenIssuer
 
 from .conftest import make_forwarder
+from .scripted_http import Answer, ScriptedServer
 from .test_e2e import CLAUDE, MESSAGES
 
 PATH = f"/model/{CLAUDE.replace(':', '%3A')}/converse"
 BODY = json.dumps({"messages": MESSAGES}).encode()
 DEADLINE_S = 0.3  # the JWKS fetch deadline in these tests: short, so nothing waits long
 
-Serve = Callable[[socket.socket, threading.Event], int]  # writes an answer; returns bytes sent
+Serve = Answer
 
 
-class JWKSServer:
-    """A loopback HTTP server answering fetch *n* with ``modes[n]`` (the last one repeats);
-    counts fetches and the body bytes each answer got out. ``stop`` ends every answer still
-    being dripped (test teardown)."""
-
-    def __init__(self, *modes: Serve) -> None:
-        self.modes = list(modes)
-        self.fetches = 0
-        self.sent: list[int] = []
-        self.stop = threading.Event()
-        self.fetched = threading.Semaphore(0)
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/.well-known/jwks.json"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                head += data
-            index = self.fetches
-            self.fetches += 1
-            self.fetched.release()
-            mode = self.modes[min(index, len(self.modes) - 1)]
-            try:
-                self.sent.append(mode(conn, self.stop))
-            except OSError:
-                self.sent.append(-1)
-
-    def close(self) -> None:
-        self.stop.set()
-        self._sock.close()
+def JWKSServer(*modes: Serve) -> ScriptedServer:
+    """A JWKS endpoint answering fetch *n* with ``modes[n]`` (the last one repeats)."""
+    return ScriptedServer(*modes, path="/.well-known/jwks.json")
 
 
 def document(body: dict[str, Any]) -> Serve:
@@ -191,7 +149,7 @@ def test_a_slow_drip_jwks_is_cut_at_its_deadline_one_fetch_for_all_waiters(
     try:
         with ThreadPoolExecutor(8) as pool:
             jwt_calls = [pool.submit(call, server, bearer(token)) for _ in range(6)]
-            assert jwks.fetched.acquire(timeout=5)  # the fetch is dripping now
+            assert jwks.started.acquire(timeout=5)  # the fetch is dripping now
             api_key = pool.submit(call, server, {"x-api-key": API_KEY})
             results = [f.result(timeout=15) for f in jwt_calls]
             api_status, _, api_seconds = api_key.result(timeout=15)
@@ -200,7 +158,7 @@ def test_a_slow_drip_jwks_is_cut_at_its_deadline_one_fetch_for_all_waiters(
     assert [(status, code) for status, code, _ in results] == [
         (503, "ServiceUnavailableException")] * 6
     assert max(seconds for _, _, seconds in results) < DEADLINE_S + 2  # not the drip's hour
-    assert jwks.fetches == 1  # every waiter got the one fetch's result
+    assert jwks.requests == 1  # every waiter got the one fetch's result
     assert api_status == 200 and api_seconds < DEADLINE_S + 2  # API keys never wait on a JWKS
 
 
@@ -213,13 +171,13 @@ def test_waiters_get_the_one_fetchs_keys(serve_jwt: Callable[..., BackgroundServ
         with ThreadPoolExecutor(6) as pool:
             calls = [pool.submit(call, server, bearer(token_issuer.issue(f"user-{i}")))
                      for i in range(6)]
-            assert jwks.fetched.acquire(timeout=5)
+            assert jwks.started.acquire(timeout=5)
             release.set()
             results = [f.result(timeout=15) for f in calls]
     finally:
         jwks.close()
     assert [status for status, _, _ in results] == [200] * 6
-    assert jwks.fetches == 1
+    assert jwks.requests == 1
 
 
 def test_stale_keys_are_served_while_a_refresh_fails_then_the_gateway_fails_closed(
@@ -235,21 +193,21 @@ def test_stale_keys_are_served_while_a_refresh_fails_then_the_gateway_fails_clos
         clock.now += 301  # the key set is due for a refresh
         with ThreadPoolExecutor(2) as pool:
             leader = pool.submit(call, server, bearer(token_issuer.issue("bob")))
-            assert jwks.fetched.acquire(timeout=5) and jwks.fetched.acquire(timeout=5)
+            assert jwks.started.acquire(timeout=5) and jwks.started.acquire(timeout=5)
             # the refresh hangs (held by the server): a caller whose key is in hand is served
             # at once, without waiting for it
             assert call(server, bearer(token_issuer.issue("carol")))[0] == 200
             release.set()  # the refresh then fails (an empty key set)...
             assert leader.result(timeout=15)[0] == 200  # ...and its caller gets the stale keys
-        assert jwks.fetches == 2
+        assert jwks.requests == 2
         # failing refreshes are retried at most every few seconds; stale keys meanwhile
         keys.timeout_s = DEADLINE_S
         for name in ("dave", "erin"):
             assert call(server, bearer(token_issuer.issue(name)))[0] == 200
-        assert jwks.fetches == 2
+        assert jwks.requests == 2
         clock.now += 10
         assert call(server, bearer(token_issuer.issue("frank")))[0] == 200  # a dripping refresh
-        assert jwks.fetches == 3
+        assert jwks.requests == 3
         clock.now += 3600  # past ttl + max_stale: no key set may be trusted any more
         assert call(server, bearer(token_issuer.issue("grace")))[:2] == (
             503, "ServiceUnavailableException")
@@ -268,7 +226,7 @@ def test_an_oversized_jwks_is_not_read_past_its_cap(
         status, code, _ = call(server, bearer(token_issuer.issue("alice")))
         deadline = time.monotonic() + 10
         while not jwks.sent and time.monotonic() < deadline:
-            jwks.fetched.acquire(timeout=0.01)
+            jwks.started.acquire(timeout=0.01)
     finally:
         jwks.close()
     assert (status, code) == (503, "ServiceUnavailableException")

@@ -25,76 +25,25 @@ from bedrock_gateway.serve import BackgroundServer
 from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
 
 from .conftest import gateway_client, leave_mid_stream, records
+from .scripted_http import Answer, ScriptedServer
 from .test_e2e import CLAUDE, MESSAGES
 
 NOVA_PRO = "amazon.nova-pro-v1:0"  # priced: $3.2 per 1M output tokens
 MAX_TOKENS = 500
 
-Respond = Callable[[socket.socket], int]  # writes an answer; returns the body bytes it sent
 
 
-class RawUpstream:
-    """A loopback HTTP/1.1 server answering request *n* with ``responders[n]`` (the last one
-    repeats), then closing the connection. Counts requests and the body bytes each answer got
-    out before the peer went away."""
-
-    def __init__(self, *responders: Respond) -> None:
-        self._responders = list(responders)
-        self.requests = 0
-        self.sent: list[int] = []
-        self.done = threading.Semaphore(0)
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                head += data
-            header, _, body = head.partition(b"\r\n\r\n")
-            length = 0
-            for line in header.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            while len(body) < length:
-                body += conn.recv(65536)
-            index = self.requests
-            self.requests += 1
-            respond = self._responders[min(index, len(self._responders) - 1)]
-            self.sent.append(respond(conn))
-            self.done.release()
-
-    def close(self) -> None:
-        self._sock.close()
-
-
-def truncated_200(conn: socket.socket) -> int:
+def truncated_200(conn: socket.socket, stop: threading.Event) -> int:
     """Content-Length 2,000, then 600 bytes and the connection closes."""
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                  b"Content-Length: 2000\r\n\r\n" + b'{"output": "' + b"x" * 588)
     return 600
 
 
-def huge_200(total: int, *, chunked: bool) -> Respond:
+def huge_200(total: int, *, chunked: bool) -> Answer:
     """A 200 of ``total`` bytes sent 64 KiB at a time (chunked or with a Content-Length);
     returns how much went out before the gateway hung up."""
-    def respond(conn: socket.socket) -> int:
+    def respond(conn: socket.socket, stop: threading.Event) -> int:
         framing = b"Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}".encode()
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + framing
                      + b"\r\n\r\n")
@@ -111,7 +60,7 @@ def huge_200(total: int, *, chunked: bool) -> Respond:
     return respond
 
 
-def small_200(conn: socket.socket) -> int:
+def small_200(conn: socket.socket, stop: threading.Event) -> int:
     body = json.dumps({"output": {"message": {"role": "assistant", "content": [
         {"text": "ok"}]}}, "stopReason": "end_turn",
         "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4},
@@ -124,12 +73,12 @@ def small_200(conn: socket.socket) -> int:
 @pytest.fixture
 def serve_raw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
               ) -> Iterator[Callable[..., tuple[BackgroundServer, Path]]]:
-    """A gateway from TOML (usage log, a dollar budget) in front of a :class:`RawUpstream`."""
+    """A gateway from TOML (usage log, a dollar budget) in front of a :class:`ScriptedServer`."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
     running: list[tuple[BackgroundServer, Gateway]] = []
 
-    def start(upstream: RawUpstream, extra: str = "") -> tuple[BackgroundServer, Path]:
+    def start(upstream: ScriptedServer, extra: str = "") -> tuple[BackgroundServer, Path]:
         log = tmp_path / f"usage-{len(running)}.jsonl"
         config = tmp_path / f"gateway-{len(running)}.toml"
         config.write_text(f"""
@@ -171,7 +120,7 @@ def converse_error(server: BackgroundServer) -> ClientError:
 
 def test_a_truncated_200_is_sent_once_answered_424_and_charged_its_reservation(
         serve_raw: Callable[..., tuple[BackgroundServer, Path]]) -> None:
-    upstream = RawUpstream(truncated_200)
+    upstream = ScriptedServer(truncated_200)
     server, log = serve_raw(upstream)
     try:
         error = converse_error(server)
@@ -194,7 +143,7 @@ def test_a_truncated_200_is_sent_once_answered_424_and_charged_its_reservation(
 def test_a_buffered_answer_over_the_cap_is_refused_and_its_connection_dropped(
         serve_raw: Callable[..., tuple[BackgroundServer, Path]], chunked: bool) -> None:
     total = 64 * 1024 * 1024
-    upstream = RawUpstream(huge_200(total, chunked=chunked), small_200)
+    upstream = ScriptedServer(huge_200(total, chunked=chunked), small_200)
     server, log = serve_raw(upstream, extra=f"max_response_bytes = {1024 * 1024}")
     try:
         error = converse_error(server)
