@@ -27,7 +27,7 @@ from typing import Any
 
 from bedrock_gateway.call import Call
 from bedrock_gateway.operations import RUNTIME
-from bedrock_gateway.quota.prices import Rates, Terms
+from bedrock_gateway.quota.prices import Rates, Terms, atto
 from bedrock_gateway.quota.pricing import Pricing
 from bedrock_gateway.quota.terms import PLAIN, billed_model, request_terms
 
@@ -39,8 +39,9 @@ _GUARDRAILS = frozenset({"ApplyGuardrail", "InvokeGuardrailChecks"})
 _MEMO_SIZE = 4096  # (model, terms) -> Costing, per Pricing: model ids come from clients
 _UNIT_CHARS = 1_000  # a guardrail text unit is up to 1,000 characters
 _ROUTE = "bedrock_gateway.route"  # routing.aliases.ROUTE_KEY
-_CHECKS = {"contentFilter": ("contentPolicyUnits",), "promptAttack": ("contentPolicyUnits",),
-           "sensitiveInformation": ("sensitiveInformationPolicyUnits",)}
+# InvokeGuardrailChecks check -> the ApplyGuardrail policy it is billed as.
+_CHECKS = {"contentFilter": "contentPolicyUnits", "promptAttack": "contentPolicyUnits",
+           "sensitiveInformation": "sensitiveInformationPolicyUnits"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,22 +112,18 @@ def _guardrail_worst(call: Call, pricing: Pricing) -> int | None:
     if call.operation.name == "ApplyGuardrail":
         return pricing.guardrail_worst_atto(units, images)
     checks = call.json().get("checks") if call.is_json else None
-    policies = [p for name in (checks if isinstance(checks, dict) else {})
-                for p in _CHECKS.get(name, ("?",))]
-    total = 0
-    for policy in policies:
-        rate = pricing.guardrails.get(policy)
-        if rate is None:
-            return None
-        total += units * int(rate * 10**12) * 1_000
-    return total
+    policies = [_CHECKS.get(str(name), str(name))
+                for name in (checks if isinstance(checks, dict) else {})]
+    if any(policy not in pricing.guardrails for policy in policies):
+        return None
+    return pricing.guardrail_atto(tuple((policy, units) for policy in policies))
 
 
 def guardrail_bill(call: Call, pricing: Pricing, units: tuple[tuple[str, int], ...]
                    ) -> int | None:
     """Atto-USD for the policy units a guardrail call reports (checks map to policies)."""
     if call.operation.name == "InvokeGuardrailChecks":
-        units = tuple((_CHECKS.get(name, (name,))[0], n) for name, n in units)
+        units = tuple((_CHECKS.get(name, name), n) for name, n in units)
     return pricing.guardrail_atto(units)
 
 
@@ -140,7 +137,7 @@ def costing_for(call: Call, pricing: Pricing) -> Costing | None:
         price = pricing.operations.get(name)
         if price is None:
             return None
-        return Costing("fixed", terms, fixed_atto=int(price * 10**12) * 10**6)
+        return Costing("fixed", terms, fixed_atto=atto(price))
     if name in _GUARDRAILS:
         worst = _guardrail_worst(call, pricing)
         return None if worst is None else Costing("guardrail", terms, fixed_atto=worst)

@@ -21,19 +21,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from bedrock_gateway.quota.usage import Usage
+from bedrock_gateway.quota.usage_fields import Usage
 
-__all__ = ["ATTO_PER_USD", "TOKEN_FIELDS", "LongContext", "Price", "Rates", "Terms",
-           "TokenRates", "parse_rate"]
+__all__ = ["TOKEN_FIELDS", "LongContext", "Price", "Rates", "Terms", "TokenRates", "atto",
+           "parse_rate", "usd"]
 
 TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 TIERS = ("priority", "flex", "latency_optimized")
 _UNIT_FIELDS = ("video_second", "query", "image_input")
 _RATESET_KEYS = frozenset((*TOKEN_FIELDS, *TIERS, *_UNIT_FIELDS, "long_context", "image"))
-ATTO_PER_USD = 10**18
 _PICO = Decimal(10**12)
 _MILLION = 1_000_000
 
@@ -55,6 +53,11 @@ def parse_rate(value: object, what: str) -> Decimal:
 
 def _pico(rate: Decimal) -> int:
     return int(rate * _PICO)
+
+
+def atto(amount: Decimal) -> int:
+    """USD (at most 12 decimals, as :func:`parse_rate` ensures) as exact atto-USD."""
+    return _pico(amount) * _MILLION
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +168,6 @@ class Price:
              cache_write_tokens: int = 0, *, cache_write_1h_tokens: int = 0,
              tier: str | None = None, latency: str | None = None) -> Decimal:
         """Exact USD for these token counts (not rounded; round only for display)."""
-        from bedrock_gateway.quota.usage import Usage
-
         counts = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
                   cache_write_1h_tokens)
         for count in counts:
@@ -285,10 +286,6 @@ class Rates:
         if found is None:  # unknown size or quality: the dearest price listed
             found = max(self.image.values())
         return found
-
-    @property
-    def per_unit(self) -> bool:
-        return bool(self.image) or self.video is not None or self.query is not None
 
     def bill(self, usage: Usage, terms: Terms) -> int:
         """Atto-USD for a call's reported ``usage`` (a :class:`~.usage.Usage`) and ``terms``.

@@ -33,9 +33,9 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote
 
-from bedrock_gateway.quota.prices import Price, Rates, parse_rate
+from bedrock_gateway.quota.prices import Price, Rates, atto, parse_rate
 
-__all__ = ["CROSS_REGION_PREFIXES", "GUARDRAIL_POLICIES", "Price", "Pricing",
+__all__ = ["CROSS_REGION_PREFIXES", "Price", "Pricing",
            "geography_of", "load_packaged_table"]
 
 log = logging.getLogger("bedrock_gateway.quota")
@@ -43,10 +43,7 @@ log = logging.getLogger("bedrock_gateway.quota")
 GLOBAL_PREFIX = "global."
 CROSS_REGION_PREFIXES = ("us-gov.", "us.", "eu.", "apac.", "jp.", "au.", "ca.", "in.",
                          GLOBAL_PREFIX)
-# ApplyGuardrail usage members that are billed (sensitiveInformationPolicyFreeUnits is not).
-GUARDRAIL_POLICIES = ("contentPolicyUnits", "topicPolicyUnits", "wordPolicyUnits",
-                      "sensitiveInformationPolicyUnits", "contextualGroundingPolicyUnits",
-                      "automatedReasoningPolicyUnits", "contentPolicyImageUnits")
+_IMAGE_UNITS = "contentPolicyImageUnits"  # priced per image, the rest per text unit
 _MODEL_ARN = re.compile(
     r"arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d*:(?:foundation-model|inference-profile)/(?P<id>.+)"
 )
@@ -190,6 +187,8 @@ class Pricing:
             else {}
         self.guardrails: dict[str, Decimal] = {
             k: parse_rate(v, f"guardrails.per_1000_units[{k!r}]") for k, v in per_1000.items()}
+        # Atto-USD per unit (prices are per 1,000 units), computed once.
+        self._guardrail_unit = {k: atto(v) // 1_000 for k, v in self.guardrails.items()}
         self.operations: dict[str, Decimal] = {
             k: parse_rate(v, f"pricing operations[{k!r}]") for k, v in (operations or {}).items()}
         self._warned: set[str] = set()
@@ -244,21 +243,18 @@ class Pricing:
         for policy, count in units:
             if not count:
                 continue
-            rate = self.guardrails.get(policy)
-            if rate is None:
+            if policy not in self._guardrail_unit:
                 return None
-            total += count * int(rate * 10**12) * 1_000  # pico per 1,000 units -> atto
+            total += count * self._guardrail_unit[policy]
         return total
 
     def guardrail_worst_atto(self, text_units: int, image_units: int) -> int | None:
         """The most ``text_units`` of text and ``image_units`` images can cost: every text
         policy applied to every unit (a guardrail's policies are not known in advance)."""
-        text = [r for k, r in self.guardrails.items() if k != "contentPolicyImageUnits"]
+        text = [a for k, a in self._guardrail_unit.items() if k != _IMAGE_UNITS]
         if not text:
             return None
-        image = self.guardrails.get("contentPolicyImageUnits", Decimal(0))
-        per_1000 = sum(text, Decimal(0))
-        return (text_units * int(per_1000 * 10**12) + image_units * int(image * 10**12)) * 1_000
+        return text_units * sum(text) + image_units * self._guardrail_unit.get(_IMAGE_UNITS, 0)
 
     def _resolve(self, model_id: str, region: str | None, depth: int) -> Price | None:
         if depth > _MAX_DEPTH:
