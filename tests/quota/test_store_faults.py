@@ -140,12 +140,9 @@ class Faulty(QuotaStore):
         decision: Decision = self._run(lambda: self.inner.reserve(call, charges, now_ms, slot))
         return decision
 
-    def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
-               now_ms: int) -> None:
-        self._run(lambda: self.inner.settle(call, charges, actual, now_ms))
-
-    def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
-        self._run(lambda: self.inner.void(call, charges, now_ms, slot))
+    def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int] | None,
+                now_ms: int, slot: int) -> None:
+        self._run(lambda: self.inner._finish(call, charges, actual, now_ms, slot))
 
     def level(self, charge: Charge, now_ms: int) -> float:
         return self.inner.level(charge, now_ms)

@@ -241,15 +241,23 @@ class QuotaStore(ABC):
                 slot: int) -> Decision:
         """Hold every charge's ``amount`` for ``call`` (holds expire at ``slot``), or nothing."""
 
-    @abstractmethod
     def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
                now_ms: int) -> None:
         """Replace what :meth:`reserve` held for ``call`` with the real amounts, once."""
+        if charges:
+            self._finish(call, charges, actual, now_ms, 0)
 
-    @abstractmethod
     def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
         """Give up ``call``'s reservation (made with ``slot``), whether or not it has arrived:
         release what it holds, or make sure it holds nothing when it does arrive."""
+        if charges:
+            self._finish(call, charges, None, now_ms, slot)
+
+    @abstractmethod
+    def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int] | None,
+                now_ms: int, slot: int) -> None:
+        """Settle (``actual``) or void (``None``, with the reservation's ``slot``) a non-empty
+        set of ``call``'s charges, atomically and at most once."""
 
     @abstractmethod
     def level(self, charge: Charge, now_ms: int) -> float:

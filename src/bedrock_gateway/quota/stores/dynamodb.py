@@ -185,17 +185,8 @@ class DynamoDBStore(QuotaStore):
 
         return self._update([record_key, *(c.key for c in charges)], step)
 
-    def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
-               now_ms: int) -> None:
-        self._finish(call, charges, actual, now_ms, 0)
-
-    def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
-        self._finish(call, charges, None, now_ms, slot)
-
     def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int] | None,
                 now_ms: int, slot: int) -> None:
-        if not charges:
-            return
         record_key = CALL_PREFIX + call
 
         def step(items: _Items) -> tuple[None, _Writes | None]:

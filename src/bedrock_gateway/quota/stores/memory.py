@@ -65,21 +65,12 @@ class MemoryStore(QuotaStore):
             self._tick(now_ms)
         return decision
 
-    def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
-               now_ms: int) -> None:
-        self._finish(call, charges, actual, now_ms, 0)
-
-    def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
-        self._finish(call, charges, None, now_ms, slot)
-
     def level(self, charge: Charge, now_ms: int) -> float:
         with self._lock:
             return current_level(self._states.get(charge.key), charge, now_ms)
 
     def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int] | None,
                 now_ms: int, slot: int) -> None:
-        if not charges:
-            return
         states = self._states
         with self._lock:
             found = self._calls.get(call)

@@ -294,19 +294,12 @@ class RedisStore(QuotaStore):
             return Decision(True, remaining)
         return Decision(False, remaining, refused, retry)
 
-    def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
-               now_ms: int) -> None:
-        if charges:
-            self._finish(call, charges, actual, now_ms, 0, kind="s")
-
-    def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
-        if charges:
-            self._finish(call, charges, [0] * len(charges), now_ms, slot, kind="v")
-
-    def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
-                now_ms: int, slot: int, *, kind: str) -> None:
+    def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int] | None,
+                now_ms: int, slot: int) -> None:
+        kind = "s" if actual is not None else "v"
+        amounts = actual if actual is not None else [0] * len(charges)
         argv: list[int | str] = [now_ms, slot, self._keep_ms, kind]
-        for c, real in zip(charges, actual, strict=True):
+        for c, real in zip(charges, amounts, strict=True):
             argv += (c.amount, real, c.capacity, c.period_ms, c.expires_ms)
         self._run(_SETTLE_SCRIPT, call, charges, argv)
 

@@ -157,17 +157,8 @@ class SQLiteStore(QuotaStore):
                                          keep_until(HELD, slot, now_ms, self._keep_ms)))
         return decision
 
-    def settle(self, call: str, charges: Sequence[Charge], actual: Sequence[int],
-               now_ms: int) -> None:
-        self._finish(call, charges, actual, now_ms, 0)
-
-    def void(self, call: str, charges: Sequence[Charge], now_ms: int, slot: int) -> None:
-        self._finish(call, charges, None, now_ms, slot)
-
     def _finish(self, call: str, charges: Sequence[Charge], actual: Sequence[int] | None,
                 now_ms: int, slot: int) -> None:
-        if not charges:
-            return
         with self._transaction(now_ms) as conn:
             row = conn.execute(_SELECT_CALL, (call,)).fetchone()
             record: Record | None = None if row is None else (str(row[0]), int(row[1]))
