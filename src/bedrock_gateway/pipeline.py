@@ -164,13 +164,8 @@ class Gateway:
         try:
             call = self._call(method, raw_path, query, headers, b"", mount=mount, principal=None)
             self._auth.precheck(call)
-        except GatewayError as exc:
-            if exc.status >= 500:
-                log.warning("%s %r -> %s: %s", method, raw_path[:200], exc.code, exc.message)
-            return Response.from_error(exc)
-        except Exception:
-            log.exception("unhandled error checking %s %r", method, raw_path[:200])
-            return Response.from_error(GatewayError())
+        except Exception as exc:  # every failure becomes a Bedrock-shaped answer
+            return _refusal(exc, "checking", method, raw_path)
         return None
 
     def handle(
@@ -200,13 +195,8 @@ class Gateway:
             elif method == "GET" and body:
                 raise ValidationError(f"{call.operation.name} does not take a request body.")
             return self._chain(call)
-        except GatewayError as exc:
-            if exc.status >= 500:
-                log.warning("%s %r -> %s: %s", method, raw_path[:200], exc.code, exc.message)
-            return Response.from_error(exc)
-        except Exception:
-            log.exception("unhandled error serving %s %r", method, raw_path[:200])
-            return Response.from_error(GatewayError())
+        except Exception as exc:  # every failure becomes a Bedrock-shaped answer
+            return _refusal(exc, "serving", method, raw_path)
 
     def _call(self, method: str, raw_path: str, query: str,
               headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes, *,
@@ -231,3 +221,14 @@ def _lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> di
         key = name.lower()
         out[key] = f"{out[key]}, {value}" if key in out else value
     return out
+
+
+def _refusal(exc: Exception, doing: str, method: str, raw_path: str) -> Response:
+    """The Bedrock-shaped answer to a failure: a :class:`GatewayError` as itself (logged when
+    it is the gateway's fault), anything else as a generic 500 with its traceback logged."""
+    if isinstance(exc, GatewayError):
+        if exc.status >= 500:
+            log.warning("%s %r -> %s: %s", method, raw_path[:200], exc.code, exc.message)
+        return Response.from_error(exc)
+    log.error("unhandled error %s %s %r", doing, method, raw_path[:200], exc_info=exc)
+    return Response.from_error(GatewayError())
