@@ -128,12 +128,13 @@ def configured(tmp_path: Path, fake_bedrock: FakeBedrock,
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
     running: list[tuple[BackgroundServer, Gateway]] = []
 
-    def start(extra: str = "", upstream: str = "") -> tuple[BackgroundServer, Path]:
+    def start(extra: str = "", upstream: str = "", endpoint_url: str | None = None
+              ) -> tuple[BackgroundServer, Path]:
         log = tmp_path / f"usage-{len(running)}.jsonl"
         config = tmp_path / f"gateway-{len(running)}.toml"
         config.write_text(f"""
 [upstream]
-endpoint_url = "{fake_bedrock.endpoint_url}"
+endpoint_url = "{endpoint_url or fake_bedrock.endpoint_url}"
 backoff_base_s = 0
 {upstream}
 [auth]

@@ -12,19 +12,19 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, EventStreamError
 
-from bedrock_gateway import Call, Gateway, Next, Response
+from bedrock_gateway import Call, Next, Response
 from bedrock_gateway.quota.meter import Meter
 from bedrock_gateway.serve import BackgroundServer
 from bedrock_gateway.testing import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, FakeBedrock
 
-from .conftest import gateway_client, leave_mid_stream, records
+from .conftest import ServeConfig, gateway_client, leave_mid_stream, records
 from .scripted_http import Answer, ScriptedServer
 from .test_e2e import CLAUDE, MESSAGES
 
@@ -71,39 +71,13 @@ def small_200(conn: socket.socket, stop: threading.Event) -> int:
 
 
 @pytest.fixture
-def serve_raw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-              ) -> Iterator[Callable[..., tuple[BackgroundServer, Path]]]:
-    """A gateway from TOML (usage log, a dollar budget) in front of a :class:`ScriptedServer`."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
-    running: list[tuple[BackgroundServer, Gateway]] = []
-
+def serve_raw(configured: ServeConfig) -> Callable[..., tuple[BackgroundServer, Path]]:
+    """A gateway from TOML (usage log, a dollar budget) in front of a :class:`ScriptedServer`;
+    ``extra`` lines go to ``[upstream]``."""
     def start(upstream: ScriptedServer, extra: str = "") -> tuple[BackgroundServer, Path]:
-        log = tmp_path / f"usage-{len(running)}.jsonl"
-        config = tmp_path / f"gateway-{len(running)}.toml"
-        config.write_text(f"""
-[upstream]
-endpoint_url = "{upstream.url}"
-backoff_base_s = 0
-max_attempts = 3
-{extra}
-[auth]
-anonymous = true
-[usage]
-log = "{log}"
-[[quota.limits]]
-scope = "global"
-usd_per_day = 50
-""")
-        gateway = Gateway.from_config(config)
-        server = BackgroundServer(gateway).start()
-        running.append((server, gateway))
-        return server, log
-
-    yield start
-    for server, gateway in running:
-        server.stop()
-        gateway.close()
+        return configured('[[quota.limits]]\nscope = "global"\nusd_per_day = 50\n',
+                          upstream=f"max_attempts = 3\n{extra}", endpoint_url=upstream.url)
+    return start
 
 
 def converse_error(server: BackgroundServer) -> ClientError:

@@ -148,6 +148,38 @@ class Faulty(QuotaStore):
         return self.inner.level(charge, now_ms)
 
 
+@contextmanager
+def under_load(world: World, threads: int = 8) -> Iterator[None]:
+    """``threads`` callers holding and finishing calls in random order until the block ends;
+    then every caller finishes what it holds, and any error in a caller fails the test."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        held: list[Response] = []
+        try:
+            while not stop.is_set():
+                held.append(world.call(hold=True))
+                while held and rng.random() < 0.7:
+                    finish(held.pop(rng.randrange(len(held))))
+            for response in held:
+                finish(response)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in workers:
+            thread.join(30)
+    assert not errors, errors[0]
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
     """Poll ``condition`` (a background thread's work, a process' state) until it holds."""
     deadline = time.monotonic() + timeout_s
@@ -544,36 +576,14 @@ def test_redis_pauses_under_concurrent_load_lose_nothing_and_double_nothing(
     store = _redis_store(redis_server.url, prefix)
     world = World(store, journal=Journal(retry_s=(0.05, 0.2)), seed=4)
     _warm(store, 16)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        held: list[Response] = []
-        try:
-            while not stop.is_set():
-                held.append(world.call(hold=True))
-                while held and rng.random() < 0.7:
-                    finish(held.pop(rng.randrange(len(held))))
-            for response in held:
-                finish(response)
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for _ in range(2):
-        wait_for(lambda: len(world.records) > 40, "calls before the pause")
-        with redis_server.paused():
-            wait_for(lambda: world.journal.pending > 8, "settlements to fail")
-        count = len(world.records)
-        wait_for(lambda c=count: len(world.records) > c + 40,  # type: ignore[misc]
-                 "calls after the pause")
-    stop.set()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors[0]
+    with under_load(world):
+        for _ in range(2):
+            wait_for(lambda: len(world.records) > 40, "calls before the pause")
+            with redis_server.paused():
+                wait_for(lambda: world.journal.pending > 8, "settlements to fail")
+            count = len(world.records)
+            wait_for(lambda c=count: len(world.records) > c + 40,  # type: ignore[misc]
+                     "calls after the pause")
     wait_for(lambda: world.journal.pending == 0, "the journal to drain", timeout_s=30)
     assert any(r.status == 503 for r in world.records)
     assert redis_server.raw_holds(prefix) == {}
@@ -621,35 +631,13 @@ def test_a_redis_killed_under_concurrent_load_loses_no_settled_spend(
     store = _redis_store(durable_redis.url, prefix)
     world = World(store, journal=Journal(tmp_path / "quota.journal", retry_s=(0.05, 0.2)),
                   seed=6)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        held: list[Response] = []
-        try:
-            while not stop.is_set():
-                held.append(world.call(hold=True))
-                while held and rng.random() < 0.7:
-                    finish(held.pop(rng.randrange(len(held))))
-            for response in held:
-                finish(response)
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: len(world.records) > 100, "calls before the crash")
-    durable_redis.kill()
-    wait_for(lambda: world.journal.pending > 8, "calls to fail")
-    durable_redis.start()
-    count = len(world.records)
-    wait_for(lambda: len(world.records) > count + 100, "calls after the restart")
-    stop.set()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors[0]
+    with under_load(world):
+        wait_for(lambda: len(world.records) > 100, "calls before the crash")
+        durable_redis.kill()
+        wait_for(lambda: world.journal.pending > 8, "calls to fail")
+        durable_redis.start()
+        count = len(world.records)
+        wait_for(lambda: len(world.records) > count + 100, "calls after the restart")
     wait_for(lambda: world.journal.pending == 0, "the journal to drain", timeout_s=30)
     assert any(r.status == 503 for r in world.records)
     world.check()
